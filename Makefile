@@ -1,0 +1,63 @@
+# wrapkit: two commands on a fresh Debian/Ubuntu machine.
+#   make demo   - the main job (set-up included)
+#   make test   - the test suite (set-up included)
+# Everything else (setup, bench, results, rtl) is optional.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.setup-done
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages and the file each one provides, checked before installing anything.
+APT_PKGS := iverilog yosys opensta qflow-tech-osu018 dataset-fashion-mnist
+OSU018 := /usr/share/qflow/tech/osu018/osu018_stdcells.lib
+FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+PYTEST_ARGS ?=
+
+.PHONY: setup system-tools demo test rtl bench results clean help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make demo   # main job: set-up, then the end-to-end flow"
+	@echo "make test   # set-up, then the whole test suite (Icarus and Verilator)"
+	@echo "make setup  # system tools (apt-get) + .venv with torch==2.13.0 and wrapkit"
+	@echo "make rtl    # regenerate the committed seed MAC designs into rtl/"
+	@echo "make bench  # benchmarks (slow sweeps; writes docs/results/)"
+
+system-tools:
+	@if command -v iverilog >/dev/null && command -v yosys >/dev/null && command -v sta >/dev/null \
+	    && [ -f $(OSU018) ] && [ -f $(FMNIST) ]; then \
+	  echo "setup: system tools present"; \
+	else \
+	  echo "setup: installing $(APT_PKGS) with apt-get"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PKGS) \
+	    || { echo "setup: apt-get failed; install by hand: apt-get install $(APT_PKGS)"; exit 2; }; \
+	fi
+
+# torch first with an exact pin: the CPU build is on local disk, a looser pin pulls a CUDA build.
+$(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory system-tools
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e .
+	@touch $(STAMP)
+
+setup: $(STAMP)
+	@$(MAKE) --no-print-directory system-tools
+
+demo: setup
+	$(BIN)/wrapkit demo
+
+test: setup
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+rtl: setup
+	$(BIN)/wrapkit rtl seed --out rtl
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf sim_build .pytest_cache out

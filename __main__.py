@@ -1,0 +1,5 @@
+import sys
+
+from wrapkit.cli import main
+
+sys.exit(main())
