@@ -158,3 +158,14 @@ def test_mac_rejects_out_of_range_activation():
     cfg = SEED_MACS["3x1_acc8_k2"]
     with pytest.raises(ValueError, match=r"^activations must lie in \[0, 7\] for act_bits=3$"):
         mac_dot([8], [0], cfg)
+
+
+def test_docs_worked_example():
+    """The MAC example of docs/datapath.md §3, so the documentation cannot drift."""
+    cfg = SEED_MACS["8x8_acc8_k2"]
+    a = [100, -50, 127, 7]
+    w = encode_weights([3, 2, 1, 7], "uniform", 8)
+    acc, out = mac_stream(a, w, [1, 1, 1, 0], [1, 0, 0, 0], cfg)
+    assert acc.tolist() == [44, -56, 71, 71]
+    assert out.tolist() == cyclic([44, -56, 71, 71], 8, 2).tolist()
+    assert [cyclic_threshold(8, k) for k in (1, 2, 4)] == [64, 85, 102]

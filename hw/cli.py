@@ -1,0 +1,162 @@
+"""``wrapkit rtl``: generate Verilog + manifests for MAC units and cyclic activations.
+
+::
+
+    wrapkit rtl mac --config 8x8_acc8_k2 --out rtl
+    wrapkit rtl mac --act-bits 8 --act-signed --weight-kind uniform --weight-bits 8 \\
+                    --acc-bits 8 --k 2 --out rtl [--name N]
+    wrapkit rtl cyclic --acc-bits 8 --k 2 --out rtl
+    wrapkit rtl seed --out rtl          # the seed's six MAC designs
+
+Amaranth is imported only when a subcommand runs.
+"""
+
+import re
+
+from wrapkit.ref.configs import SEED_MACS
+from wrapkit.ref.errors import UserError
+
+__all__ = ["register"]
+
+_WEIGHT_KINDS = ("binary", "ternary", "uniform")
+# Flags that describe a MAC explicitly; --config replaces all of them.
+_MAC_FLAGS = ("act_bits", "act_signed", "weight_kind", "weight_bits", "acc_bits", "k",
+              "no_cyclic")
+
+
+def _flag(param):
+    return "--" + param.replace("_", "-")
+
+
+def _user_error(exc):
+    """A constructor's ValueError/TypeError ("act_bits must be in [1, 32], got 0") as a
+    one-line UserError that names the flag to fix."""
+    message = str(exc).splitlines()[0]
+    match = re.match(r"(\w+) must", message)
+    hint = f" (fix {_flag(match.group(1))})" if match else ""
+    return UserError(message + hint)
+
+
+def _add_out(parser):
+    parser.add_argument("--out", default="rtl", metavar="DIR",
+                        help="folder for <name>.v and <name>.json (default: rtl)")
+
+
+def _write(designs, out):
+    from .export import write_designs
+    try:
+        paths = write_designs(designs, out)
+    except OSError as exc:
+        raise UserError(f"cannot write into --out {out}: {exc.strerror or exc}; "
+                        f"choose a writable folder") from None
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _mac_config(args):
+    from wrapkit.ref.datapath import MacConfig
+    if args.config is not None:
+        given = [_flag(p) for p in _MAC_FLAGS if getattr(args, p) not in (None, False)]
+        if given:
+            raise UserError(f"--config {args.config} already fixes the MAC; drop "
+                            f"{', '.join(given)} or drop --config")
+        if args.config not in SEED_MACS:
+            raise UserError(f"unknown --config {args.config!r}; choose one of "
+                            f"{', '.join(SEED_MACS)} or give the parameters as flags")
+        return SEED_MACS[args.config]
+    missing = [_flag(p) for p in ("act_bits", "weight_kind", "acc_bits")
+               if getattr(args, p) is None]
+    if missing:
+        raise UserError(f"missing {', '.join(missing)}; give the MAC parameters or "
+                        f"--config NAME")
+    if args.weight_kind == "uniform" and args.weight_bits is None:
+        raise UserError("--weight-kind uniform needs --weight-bits N (2..16)")
+    if args.weight_kind != "uniform" and args.weight_bits is not None:
+        raise UserError(f"--weight-bits applies to uniform weights only; drop it for "
+                        f"{args.weight_kind} weights")
+    try:
+        return MacConfig(
+            act_bits=args.act_bits,
+            act_signed=True if args.act_signed is None else args.act_signed,
+            weight_kind=args.weight_kind,
+            weight_bits=args.weight_bits,
+            acc_bits=args.acc_bits,
+            k=None if args.no_cyclic else args.k,
+        )
+    except (TypeError, ValueError) as exc:
+        raise _user_error(exc) from None
+
+
+def _run_mac(args):
+    cfg = _mac_config(args)
+    from .export import mac_design
+    try:
+        design = mac_design(cfg, args.name)
+    except (TypeError, ValueError) as exc:
+        raise _user_error(exc) from None
+    return _write([design], args.out)
+
+
+def _run_cyclic(args):
+    from .export import cyclic_design
+    try:
+        design = cyclic_design(args.acc_bits, args.k, args.name)
+    except (TypeError, ValueError) as exc:
+        raise _user_error(exc) from None
+    return _write([design], args.out)
+
+
+def _run_seed(args):
+    from .export import seed_designs
+    return _write(seed_designs(), args.out)
+
+
+def register(subparsers):
+    """Add ``wrapkit rtl`` and its subcommands to the top-level parser."""
+    rtl = subparsers.add_parser(
+        "rtl", help="generate Verilog + JSON manifests (MAC units, cyclic activation)",
+        description="Generate Verilog and a JSON manifest per design with Amaranth.")
+    sub = rtl.add_subparsers(dest="rtl_command", metavar="DESIGN", required=True)
+
+    mac = sub.add_parser(
+        "mac", help="one MAC unit (a seed --config or explicit parameters)",
+        description="One MAC unit: multiplier -> product register -> wrapping accumulator "
+                    "-> optional cyclic activation. Give a seed --config or the parameters.")
+    mac.add_argument("--config", metavar="NAME",
+                     help=f"a seed configuration: {', '.join(SEED_MACS)}")
+    mac.add_argument("--act-bits", type=int, metavar="N", help="activation width, 1..32")
+    sign = mac.add_mutually_exclusive_group()
+    sign.add_argument("--act-signed", dest="act_signed", action="store_const", const=True,
+                      default=None, help="two's-complement activations (default)")
+    sign.add_argument("--act-unsigned", dest="act_signed", action="store_const", const=False,
+                      help="unsigned activations (WrapNet's post-ReLU codes)")
+    mac.add_argument("--weight-kind", choices=_WEIGHT_KINDS, help="weight kind")
+    mac.add_argument("--weight-bits", type=int, metavar="N",
+                     help="uniform weight width, 2..16 (uniform only)")
+    mac.add_argument("--acc-bits", type=int, metavar="N", help="accumulator width, 2..62")
+    cyc = mac.add_mutually_exclusive_group()
+    cyc.add_argument("--k", type=int, metavar="K", help="cyclic activation slope, >= 1")
+    cyc.add_argument("--no-cyclic", action="store_true",
+                     help="no cyclic activation unit (the default without --k)")
+    mac.add_argument("--name", metavar="NAME",
+                     help="top module / file name (default: derived, e.g. mac_a8s_wu8_acc8_k2)")
+    _add_out(mac)
+    mac.set_defaults(func=_run_mac)
+
+    cyclic = sub.add_parser(
+        "cyclic", help="a standalone cyclic activation (combinational)",
+        description="WrapNet's cyclic activation of an acc-bits value with slope k.")
+    cyclic.add_argument("--acc-bits", type=int, required=True, metavar="N",
+                        help="input/output width, 2..62")
+    cyclic.add_argument("--k", type=int, required=True, metavar="K", help="slope, >= 1")
+    cyclic.add_argument("--name", metavar="NAME", help="default: cyclic_acc<N>_k<K>")
+    _add_out(cyclic)
+    cyclic.set_defaults(func=_run_cyclic)
+
+    seed = sub.add_parser("seed", help="the seed's six MAC designs",
+                          description=f"Write the six seed MAC designs ({', '.join(SEED_MACS)}).")
+    _add_out(seed)
+    seed.set_defaults(func=_run_seed)
+    return rtl
+

@@ -1,0 +1,151 @@
+"""``wrapkit synth``: area, timing and stimulus-based energy of generated MAC designs.
+
+::
+
+    wrapkit synth rtl/mac_a8s_wu8_acc8_k2.json            # one design, random operands
+    wrapkit synth rtl/<name>.json --stimulus ops.npz      # real operands (a, w, en, clr)
+    wrapkit synth rtl/<name>.json --liberty my.lib --cell-models my_cells.v
+    wrapkit synth seed                                    # the six-configuration table
+                                                          # -> docs/results/mac_synthesis.*
+
+Nothing heavy is imported until a subcommand runs.
+"""
+
+import sys
+
+from wrapkit.ref.errors import UserError
+
+__all__ = ["register"]
+
+
+def _positive_int(text):
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def _progress(stage):
+    print(f"wrapkit synth: {stage}", file=sys.stderr, flush=True)
+
+
+def _common(parser):
+    parser.add_argument("--liberty", metavar="LIB",
+                        help="standard-cell liberty (default: OSU018 from qflow-tech-osu018)")
+    parser.add_argument("--cell-models", metavar="V",
+                        help="Verilog models of the library's cells for the gate-level "
+                             "simulation (default: the .v beside the liberty)")
+    parser.add_argument("--ops", type=_positive_int, default=2000, metavar="N",
+                        help="random operations to simulate (default: 2000)")
+    parser.add_argument("--seed", type=int, default=0, help="random-operand seed (default 0)")
+    parser.add_argument("--goal", choices=("delay", "area"), default="delay",
+                        help="technology-mapping goal (default: delay, like the seed's "
+                             "maximum-frequency synthesis)")
+    parser.add_argument("--zero-delay", action="store_true",
+                        help="simulate without SDF delays (no glitches; faster)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="recompute instead of reading $WRAPKIT_CACHE_DIR "
+                             "(default ~/.cache/wrapkit)")
+
+
+def _run(args):
+    from .flow import evaluate
+    from .report import design_markdown
+
+    if args.design == "seed":
+        return _run_seed(args)
+    stimulus = None
+    if args.stimulus != "random":
+        from .activity import load_stimulus
+        stimulus = load_stimulus(args.stimulus)
+    report = evaluate(args.design, liberty=args.liberty, cell_models=args.cell_models,
+                      stimulus=stimulus, n_ops=args.ops, seed=args.seed, goal=args.goal,
+                      timed=not args.zero_delay, use_cache=not args.no_cache,
+                      progress=_progress)
+    if args.json:
+        from wrapkit.ref.files import atomic_write_json
+        atomic_write_json(args.json, report)
+    print(design_markdown(report))
+    return 0
+
+
+def _run_seed(args):
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from .flow import evaluate
+    from .report import seed_table
+    from .tools import DEFAULT_LIBERTY
+
+    if args.stimulus != "random":
+        raise UserError("`wrapkit synth seed` simulates random operands (one stream per "
+                        "design); give --stimulus FILE for a single design instead")
+    bar = tqdm(total=6, desc="seed designs", unit="design", file=sys.stderr)
+
+    def one(path):
+        report = evaluate(path, liberty=args.liberty, cell_models=args.cell_models,
+                          n_ops=args.ops, seed=args.seed, goal=args.goal,
+                          timed=not args.zero_delay, use_cache=not args.no_cache,
+                          progress=lambda s: bar.set_postfix_str(s, refresh=True))
+        bar.update(1)
+        return report
+
+    settings = {"ops": args.ops, "seed": args.seed, "goal": args.goal,
+                "liberty": str(args.liberty or DEFAULT_LIBERTY),
+                "timed": not args.zero_delay,
+                "command": _seed_command(args)}
+    try:
+        _, md = seed_table(args.rtl_dir, args.out, evaluate_fn=one, settings=settings,
+                           progress=lambda n: bar.set_description(n))
+    finally:
+        bar.close()
+    print(md)
+    for suffix in ("md", "json", "png"):
+        print(Path(args.out) / f"mac_synthesis.{suffix}", file=sys.stderr)
+    return 0
+
+
+def _seed_command(args):
+    """The command line that reproduces the table (non-default flags only)."""
+    parts = ["wrapkit synth seed"]
+    for flag, value, default in (("--ops", args.ops, 2000), ("--seed", args.seed, 0),
+                                 ("--goal", args.goal, "delay"),
+                                 ("--liberty", args.liberty, None),
+                                 ("--rtl-dir", args.rtl_dir, "rtl")):
+        if value != default:
+            parts.append(f"{flag} {value}")
+    if args.zero_delay:
+        parts.append("--zero-delay")
+    return " ".join(parts)
+
+
+def register(subparsers):
+    """Add ``wrapkit synth`` to the top-level parser."""
+    p = subparsers.add_parser(
+        "synth", help="area, timing and stimulus-based energy of a MAC design (Yosys, "
+                      "OpenSTA, Icarus)",
+        description="Synthesize a generated MAC (rtl/<name>.json) onto a standard-cell "
+                    "library, time it, simulate the netlist with operands and report area, "
+                    "cycle time and energy per group (multiplier, accumulator, cyclic, "
+                    "auxiliary). 'seed' runs the seed's six configurations and writes the "
+                    "comparison table.")
+    p.add_argument("design", metavar="DESIGN",
+                   help="a design manifest rtl/<name>.json, or 'seed' for the six-design table")
+    p.add_argument("--stimulus", default="random", metavar="random|FILE",
+                   help="operands: 'random' (default) or a .npz/.csv with a, w (weight "
+                        "codes), en, clr")
+    _common(p)
+    p.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
+    p.add_argument("--rtl-dir", default="rtl", metavar="DIR",
+                   help="with 'seed': folder of the seed designs (default: rtl)")
+    p.add_argument("--out", default="docs/results", metavar="DIR",
+                   help="with 'seed': folder for mac_synthesis.{md,json,png} "
+                        "(default: docs/results)")
+    p.set_defaults(func=_run)
+    return p
+
