@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "wrapkit.hw.cli",       # rtl
     "wrapkit.sim.cli",      # cosim
     "wrapkit.models.cli",   # train
+    "wrapkit.models.export_cli",  # export, infer
     "wrapkit.hw.synth.cli", # synth, estimate
 )
 
@@ -53,6 +54,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"wrapkit {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`wrapkit ... | head`): stop quietly, as Unix tools do.
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
