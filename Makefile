@@ -15,7 +15,7 @@ OSU018 := /usr/share/qflow/tech/osu018/osu018_stdcells.lib
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 PYTEST_ARGS ?=
 
-.PHONY: setup system-tools demo test rtl bench results clean help
+.PHONY: setup system-tools demo test rtl bench results results-wrapnet bench-wrapnet clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -24,6 +24,7 @@ help:
 	@echo "make setup  # system tools (apt-get) + .venv with torch==2.13.0 and wrapkit"
 	@echo "make rtl    # regenerate the committed seed MAC designs into rtl/"
 	@echo "make bench  # benchmarks (slow sweeps; writes docs/results/)"
+	@echo "make results-wrapnet  # WrapNet accuracy table on Fashion-MNIST (about an hour, resumable)"
 
 system-tools:
 	@if command -v iverilog >/dev/null && command -v yosys >/dev/null && command -v sta >/dev/null \
@@ -57,7 +58,15 @@ rtl: setup
 	$(BIN)/wrapkit rtl seed --out rtl
 
 bench: setup
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH)
+
+# WrapNet training results (docs/results/wrapnet.md); resumes where it stopped.
+results-wrapnet: setup
+	$(BIN)/python benchmarks/wrapnet_table.py
+
+# Seconds per training epoch, WrapNet vs float (docs/results/wrapnet_epoch_time.json).
+bench-wrapnet: setup
+	$(BIN)/python benchmarks/wrapnet_epoch_time.py
 
 clean:
 	rm -rf sim_build .pytest_cache out

@@ -158,5 +158,8 @@ def register(subparsers):
                           description=f"Write the six seed MAC designs ({', '.join(SEED_MACS)}).")
     _add_out(seed)
     seed.set_defaults(func=_run_seed)
+
+    from .array.cli import add_array_parser  # `wrapkit rtl array` (hw/array, issue 5)
+    add_array_parser(sub, _mac_config, _user_error, _write)
     return rtl
 

@@ -10,7 +10,7 @@ Schema ``wrapkit.rtl/1`` (keys in the order they are written)::
     generator        "wrapkit <version>"
     amaranth         Amaranth version that elaborated the design
     yosys            the Yosys build that wrote the Verilog
-    design           "mac" | "cyclic"
+    design           "mac" | "cyclic" | "array" (hw/array: the layer datapath)
     top              top module name == file stem
     config           mac: MacConfig.to_dict(); cyclic: {"acc_bits", "k", "threshold"}
     latency          clock edges from inputs to outputs (mac 2, cyclic 0)
@@ -41,7 +41,7 @@ GROUPS = {"mult": "multiplier", "accum": "accumulator", "cyclic": "cyclic"}
 
 _KEYS = ("schema", "generator", "amaranth", "yosys", "design", "top", "config", "latency",
          "clock", "reset", "ports", "hierarchy", "modules", "verilog", "verilog_sha256")
-_DESIGNS = ("mac", "cyclic")
+_DESIGNS = ("mac", "cyclic", "array")
 
 
 def _fail(path, problem):
@@ -65,6 +65,9 @@ def _expected_ports(manifest):
                   ("acc", "output", c.acc_bits, True)]
         if c.k is not None:
             ports.append(("y", "output", c.acc_bits, True))
+    elif manifest["design"] == "array":
+        from .array.config import ArrayConfig, array_ports
+        ports += array_ports(ArrayConfig.from_dict(cfg))
     else:
         ports += [("m", "input", cfg["acc_bits"], True), ("y", "output", cfg["acc_bits"], True)]
     return ports
@@ -122,6 +125,19 @@ def load_manifest(path, *, check_verilog=True):
         if cfg.to_dict() != manifest["config"]:
             _fail(path, f"config {manifest['config']} disagrees with the derived "
                         f"{cfg.to_dict()}")
+    elif manifest["design"] == "array":
+        from .array.config import ArrayConfig
+        try:
+            acfg = ArrayConfig.from_dict(manifest["config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            _fail(path, f"invalid config ({exc})")
+        if acfg.to_dict() != manifest["config"]:
+            _fail(path, f"config {manifest['config']} disagrees with the derived "
+                        f"{acfg.to_dict()}")
+        from .array.config import array_hierarchy
+        if manifest["hierarchy"] != array_hierarchy(acfg, manifest["top"]):
+            _fail(path, f"hierarchy ({len(manifest['hierarchy'])} instances) disagrees with "
+                        f"the config ({acfg.rows}x{acfg.cols} PEs)")
     else:
         cfg = manifest["config"]
         try:

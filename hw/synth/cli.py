@@ -147,5 +147,7 @@ def register(subparsers):
                    help="with 'seed': folder for mac_synthesis.{md,json,png} "
                         "(default: docs/results)")
     p.set_defaults(func=_run)
+    from .estimate_cli import register_estimate  # `wrapkit estimate` (network level)
+    register_estimate(subparsers)
     return p
 

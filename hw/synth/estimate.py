@@ -115,9 +115,12 @@ def _per_layer(flow, layers, n_ops, seed, timed, use_cache, progress):
         energy = run_energy(flow, _layer_stimulus(layer, cfg, n_ops, seed), timed=timed,
                             use_cache=use_cache)
         per_mac = (energy["stimulus_based"]["energy_fj_per_op"]["total"] * OPS_PER_CYCLE)
+        groups = energy["stimulus_based"]["energy_fj_per_op"]
         rows.append({"layer": layer.name, "macs": int(layer.macs), "float_only": False,
                      "stimulus": energy["stimulus"],
                      "energy_fj_per_mac": per_mac,
+                     "groups_fj_per_mac": {g: v * OPS_PER_CYCLE for g, v in groups.items()
+                                           if g != "total"},
                      "energy_nj": per_mac * layer.macs * 1e-6})
     return rows
 
@@ -166,6 +169,7 @@ def estimate_layers(layers, manifest_path, *, baseline_manifest=None, array_macs
             "design": flow.manifest["top"],
             "cycle_time_ns": flow.period * 1e9,
             "mac_area_um2": area,
+            "mac_area_groups_um2": dict(flow.result["area"]["groups"]),
             "array_macs": array_macs,
             "array_area_mm2": area * array_macs * 1e-6,
             "macs_per_inference": macs,
@@ -175,6 +179,8 @@ def estimate_layers(layers, manifest_path, *, baseline_manifest=None, array_macs
         for row, r in zip(out["layers"], rows):
             row[f"{role}_energy_fj_per_mac"] = r["energy_fj_per_mac"]
             row[f"{role}_energy_nj"] = r["energy_nj"]
+            # Per area group (multiplier, accumulator, cyclic, auxiliary); None for float layers.
+            row[f"{role}_energy_groups_fj_per_mac"] = r.get("groups_fj_per_mac")
     if out["baseline"]:
         d, b = out["datapath"], out["baseline"]
         out["gains"] = {

@@ -1,0 +1,91 @@
+"""The array's cycle model: exact cycle counts for any layer shape (no simulation).
+
+Checked against the RTL in Amaranth's simulator (tests/test_hw_array.py) and in cocotb on
+Icarus and Verilator (tests/test_sim_array.py); used for whole-network latency estimates.
+"""
+
+import math
+from dataclasses import asdict, dataclass
+
+from .config import ArrayConfig
+
+__all__ = ["CycleReport", "layer_cycles"]
+
+#: Pipeline depths of the RTL (hw/array/top.py), named so the formula below reads as the
+#: hardware does.
+FETCH = 1        # buffer read: address -> operand at the skew registers
+PE_DEPTH = 3     # operand -> product register -> accumulator -> result register
+DRAIN = 4        # result mux register -> requantizer (2) -> output write, done register
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    """Cycle count of one layer on one array.
+
+    Attributes
+    ----------
+    total : int
+        Clock edges from the edge that samples ``start`` to the edge that raises ``done``
+        (the RTL's ``cycles`` port).
+    init : int
+        Loading the first ``rows`` positions into the rows (``rows`` cycles).
+    tiles, position_tiles, channel_tiles : int
+    period : int
+        Cycles between tiles, ``max(K, rows*cols)``: a tile streams ``K`` operands, and the
+        single drain lane needs ``rows*cols`` cycles per tile.
+    stall_cycles : int
+        ``tiles * (period - K)``: cycles the feed waits for the drain lane.
+    fill_drain : int
+        Pipeline fill and the last tile's drain: the rest of ``total``.
+    macs : int
+        Useful multiply-accumulates (``positions * out_channels * K``).
+    utilisation : float
+        ``macs / (rows * cols * total)``.
+    """
+
+    total: int
+    init: int
+    tiles: int
+    position_tiles: int
+    channel_tiles: int
+    period: int
+    stall_cycles: int
+    fill_drain: int
+    macs: int
+    utilisation: float
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def layer_cycles(cfg: ArrayConfig, shape):
+    """Exact cycle count of ``shape`` (a :class:`~.layer.LayerShape`) on ``cfg``.
+
+    The timeline, with ``K`` the fan-in, ``R x C`` the array, ``T`` the tile count and
+    ``P = max(K, R*C)``::
+
+        start edge
+        + R                       shift positions 0..R-1 into the rows
+        + 1                       first FEED cycle: tile 0, operand 0 addressed
+        + (T-1)*P + K - 1         last operand of the last tile addressed
+        + FETCH + (R-1) + (C-1)   ... reaches the bottom-right PE (buffer read + skew)
+        + PE_DEPTH                ... its result register holds the last dot product
+        + R*C - 1                 drain lane reads the last tile's R*C results
+        + DRAIN - 1               last output written; done raised on the same edge
+    """
+    if not isinstance(cfg, ArrayConfig):
+        raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
+    R, C = cfg.rows, cfg.cols
+    k = shape.fan_in
+    pt = math.ceil(shape.positions / R)
+    ct = math.ceil(shape.out_channels / C)
+    tiles = pt * ct
+    period = max(k, R * C)
+    total = (R + 1 + (tiles - 1) * period + k - 1 + FETCH + (R - 1) + (C - 1) + PE_DEPTH
+             + R * C - 1 + DRAIN - 1)
+    macs = shape.macs
+    return CycleReport(
+        total=total, init=R, tiles=tiles, position_tiles=pt, channel_tiles=ct,
+        period=period, stall_cycles=tiles * (period - k),
+        fill_drain=total - R - tiles * period, macs=macs,
+        utilisation=macs / (R * C * total))

@@ -1,0 +1,159 @@
+"""``wrapkit export`` and ``wrapkit infer``: trained network -> .wkx -> integer inference.
+
+::
+
+    wrapkit export runs/wrapnet -o model.wkx
+    wrapkit infer model.wkx --dataset fashion-mnist [--images N] [--stats stats.json]
+
+``export`` needs torch (it reads the trained model); ``infer`` runs the pure-numpy integer
+engine (:mod:`wrapkit.ref.engine`) and never imports torch. Nothing heavy is imported until a
+command runs.
+"""
+
+import time
+
+from wrapkit.ref.errors import UserError
+
+__all__ = ["register"]
+
+
+def register(subparsers):
+    """Add ``wrapkit export`` and ``wrapkit infer``."""
+    ex = subparsers.add_parser(
+        "export", help="export a trained network to a .wkx file for integer inference",
+        description="Write one versioned file (safetensors container, JSON header) with the "
+                    "layer graph, integer weight codes, scales, activation steps and bits, "
+                    "accumulator width, cyclic slope and BatchNorm folded into fixed-point "
+                    "requantization. See docs/export.md.")
+    ex.add_argument("run", metavar="RUN_DIR", help="a run directory (or its model.pt)")
+    ex.add_argument("-o", "--out", required=True, metavar="FILE.wkx", help="file to write")
+    ex.add_argument("--dataset", default=None, choices=("fashion-mnist", "digits"),
+                    help="dataset whose standardisation the input uses (default: the run's)")
+    ex.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the run's)")
+    ex.set_defaults(func=_run_export)
+
+    inf = subparsers.add_parser(
+        "infer", help="run an exported network with the integer-only engine",
+        description="Classify test images with the pure-numpy integer engine (wrap-around "
+                    "accumulators, cyclic activation, fixed-point requantization) and print "
+                    "accuracy and per-layer overflow rates.")
+    inf.add_argument("model", metavar="FILE.wkx")
+    inf.add_argument("--dataset", default=None, choices=("fashion-mnist", "digits"),
+                     help="test set (default: the one recorded in the export)")
+    inf.add_argument("--data-dir", default=None, help="Fashion-MNIST folder")
+    inf.add_argument("--images", type=int, default=None, metavar="N",
+                     help="use the first N test images (default: all)")
+    inf.add_argument("--batch-size", type=int, default=100, metavar="B")
+    inf.add_argument("--gemm", default="blas", choices=("blas", "int64"),
+                     help="exact integer GEMM through float BLAS (default) or numpy int64")
+    inf.add_argument("--requant", default="fixed", choices=("fixed", "float"),
+                     help="fixed-point requantization (default) or the float reference")
+    inf.add_argument("--stats", default=None, metavar="FILE.json",
+                     help="write per-layer statistics (MACs, overflow, toggles) as JSON")
+    inf.add_argument("--toggle-images", type=int, default=8, metavar="N",
+                     help="images whose operand streams the toggle counts cover (default 8)")
+    inf.set_defaults(func=_run_infer)
+
+
+def _run_export(args):
+    from wrapkit.ref.engine import Engine
+
+    from .export import export_run
+
+    t0 = time.perf_counter()
+    print(f"export: loading {args.run}", flush=True)
+    exp = export_run(args.run, args.out, dataset=args.dataset, data_dir=args.data_dir)
+    engine = Engine(exp)
+    print(f"export: wrote {args.out} (schema {exp.header['schema']}, sha256 "
+          f"{exp.sha256[:16]}..., {time.perf_counter() - t0:.1f} s)")
+    _print_layers(engine)
+    return 0
+
+
+def _print_layers(engine):
+    print(f"{'#':>2} {'layer':<12} {'precision':<9} {'geometry':<34} {'MAC config':<22} "
+          f"{'output'}")
+    for layer in engine.layers:
+        if layer.precision == "integer":
+            cfg = layer.cfg.name
+            out = (f"requant -> {layer.spec['output']['bits']}-bit codes"
+                   if layer.out_kind == "requant" else "dequant -> float")
+        else:
+            cfg, out = "-", "float"
+        print(f"{layer.index:>2} {layer.name:<12} {layer.precision:<9} {layer.describe():<34} "
+              f"{cfg:<22} {out}")
+
+
+def _check_count(flag, value, lo=1):
+    if value is not None and value < lo:
+        raise UserError(f"{flag} must be >= {lo}, got {value}")
+
+
+def _run_infer(args):
+    import numpy as np
+
+    from wrapkit.ref.datasets import load_images
+    from wrapkit.ref.engine import Engine
+    from wrapkit.ref.files import atomic_write_json
+    from wrapkit.ref.wkx import read_export
+
+    _check_count("--images", args.images)
+    _check_count("--batch-size", args.batch_size)
+    _check_count("--toggle-images", args.toggle_images, 0)
+    exp = read_export(args.model)
+    engine = Engine(exp, gemm=args.gemm, requant=args.requant)
+    dataset = args.dataset or exp.header["input"].get("dataset")
+    if dataset is None:
+        raise UserError(f"{args.model} records no dataset; pass --dataset")
+    images = load_images(dataset, "test", args.data_dir).first(args.images)
+    print(f"infer: {args.model} on {len(images)} {dataset} test images "
+          f"(gemm {args.gemm}, requant {args.requant})", flush=True)
+    stats = engine.new_stats(args.toggle_images)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(images), desc="infer", unit="img", leave=False, mininterval=0.5,
+               disable=None)  # None: no bar when stderr is not a terminal
+
+    def progress(done, total):
+        bar.update(done - bar.n)
+
+    t0 = time.perf_counter()
+    logits = engine.run(images.pixels, batch_size=args.batch_size, stats=stats,
+                        progress=progress)
+    wall = time.perf_counter() - t0
+    bar.close()
+    pred = logits.argmax(1)
+    accuracy = float(np.mean(pred == images.labels))
+    print(f"accuracy {accuracy:.4f} ({int(np.sum(pred == images.labels))}/{len(images)}), "
+          f"{len(images) / wall:,.0f} images/s")
+    rows = [s.to_dict() for s in stats.layers.values()]
+    print(f"{'#':>2} {'layer':<12} {'MAC config':<22} {'MACs/image':>11} {'overflow':>9} "
+          f"{'folded':>7} {'a toggles/bit':>13} {'w toggles/bit':>13}")
+    for r in rows:
+        tog = r["toggles"]
+        fold = "-" if r["cyclic_fold_rate"] is None else f"{r['cyclic_fold_rate']:.4f}"
+        print(f"{r['index']:>2} {r['name']:<12} {_cfg_name(r['mac']):<22} "
+              f"{r['macs_per_image']:>11,} {r['overflow_rate']:>9.4f} {fold:>7} "
+              f"{tog['a_mean'] if tog else float('nan'):>13.3f} "
+              f"{tog['w_mean'] if tog else float('nan'):>13.3f}")
+    if args.stats:
+        doc = {"model": str(args.model), "export_sha256": exp.sha256, "dataset": dataset,
+               "images": len(images), "accuracy": accuracy, "gemm": args.gemm,
+               "requant": args.requant,
+               "stream_order": "output-stationary single MAC: output positions (image, y, x) "
+                               "outermost, output channels next, fan-in (c_in, ky, kx) "
+                               "innermost; toggles count consecutive operations, dot-product "
+                               "boundaries included",
+               "layers": rows}
+        try:
+            atomic_write_json(args.stats, doc)
+        except OSError as exc:
+            raise UserError(f"cannot write --stats {args.stats}: {exc.strerror or exc}") from None
+        print(f"infer: per-layer statistics -> {args.stats}")
+    return 0
+
+
+def _cfg_name(mac):
+    from wrapkit.ref.datapath import MacConfig
+
+    return MacConfig.from_dict(mac).name
