@@ -20,11 +20,11 @@ report     ``report.md``, a self-contained ``report.html`` (embedded plots), ``s
 =========  =================================================================================
 
 Caching: every stage has a key, the SHA-256 of its settings, the results of the stages it
-reads (without times), its input data and the source files of the wrapkit code it runs. ``flow.json`` in the run
-directory records each finished stage with its key and result; a stage whose key is unchanged
-and whose outputs exist is reused, so re-running with the same inputs is quick and changing a
-setting reruns only the stages it reaches. Inside the train stage every training run is also
-reused on its own when its settings are unchanged.
+reads (without times), its input data and the source files of the wrapkit code it runs.
+``flow.json`` in the run directory records each finished stage with its key and result; a
+stage whose key is unchanged and whose outputs exist is reused, so re-running with the same
+inputs is quick and changing a setting reruns only the stages it reaches. Inside the train
+stage every training run is also reused on its own when its settings are unchanged.
 
 Failure: a stage that raises stops the flow with :class:`FlowStageError` (stage and cause);
 the finished stages stay recorded. ``--resume`` continues that run with its saved settings,
@@ -39,10 +39,9 @@ docs/flow.md.
 import hashlib
 import json
 import math
-import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from wrapkit import __version__

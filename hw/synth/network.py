@@ -73,7 +73,8 @@ def datapath_config(exp, *, act_bits=None):
     widest = max(s["input_quant"]["bits"] for s in layers)
     if act_bits is None:
         act_bits = widest
-    elif isinstance(act_bits, bool) or not isinstance(act_bits, int) or not widest <= act_bits <= 32:
+    elif isinstance(act_bits, bool) or not isinstance(act_bits, int) \
+            or not widest <= act_bits <= 32:
         raise UserError(f"--act-bits must be an integer in [{widest}, 32] (the widest layer "
                         f"input of {exp.path} is {widest} bits), got {act_bits!r}")
     return MacConfig(act_bits, False, kind, wbits, acc, k)
