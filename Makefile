@@ -22,7 +22,7 @@ help:
 	@echo "make demo   # main job: set-up, then the end-to-end flow"
 	@echo "make test   # set-up, then the whole test suite (Icarus and Verilator)"
 	@echo "make setup  # system tools (apt-get) + .venv with torch==2.13.0 and wrapkit"
-	@echo "make rtl    # regenerate the committed seed MAC designs into rtl/"
+	@echo "make rtl    # regenerate the committed paper MAC designs into rtl/"
 	@echo "make bench  # benchmarks (slow sweeps; writes docs/results/)"
 	@echo "make results-wrapnet  # WrapNet accuracy table on Fashion-MNIST (about an hour, resumable)"
 
@@ -55,7 +55,7 @@ test: setup
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 rtl: setup
-	$(BIN)/wrapkit rtl seed --out rtl
+	$(BIN)/wrapkit rtl paper --out rtl
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py $(BENCH)

@@ -10,7 +10,7 @@ import importlib
 import sys
 
 from wrapkit import __version__
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 __all__ = ["main"]
 

@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from wrapkit.hw.array.config import ArrayConfig  # noqa: E402
 from wrapkit.hw.array.cycles import layer_cycles  # noqa: E402
 from wrapkit.ref.engine import Engine  # noqa: E402
-from wrapkit.ref.files import atomic_write_json, atomic_write_text  # noqa: E402
+from wrapkit.common.files import atomic_write_json, atomic_write_text  # noqa: E402
 from wrapkit.ref.wkx import read_export  # noqa: E402
 from wrapkit.sim.array_layer import _shape, array_for_layer, cosim_array_layer  # noqa: E402
 

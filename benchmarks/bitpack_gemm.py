@@ -1,6 +1,6 @@
 """Bit-packed binary/ternary GEMM vs the plain int32 loop on ResNet-18 3x3 conv shapes (Table 2.8).
 
-One run measures both kernels on each layer of the seed's Table 2.8 (im2col GEMM:
+One run measures both kernels on each layer of the paper's Table 2.8 (im2col GEMM:
 M = output channels, N = H*W positions, K = 9 * input channels) and checks every packed
 result against ``wrapkit.ref.bitpack.packed_gemm`` (and the int32 result against numpy).
 
@@ -26,14 +26,14 @@ import numpy as np
 from wrapkit.models.kernels.gemm import BitpackKernels, pack_activations, pack_weights
 from wrapkit.ref import wrap
 from wrapkit.ref.bitpack import PackSpec, packed_gemm
-from wrapkit.ref.files import atomic_write_json, atomic_write_text
+from wrapkit.common.files import atomic_write_json, atomic_write_text
 
 # (input channels, H=W, output channels) of the ResNet-18 3x3 convolutions in Table 2.8, and
-# the seed's times (ms: bit packing, naive) on an i7-7700HQ for the comparison column.
+# the paper's times (ms: bit packing, naive) on an i7-7700HQ for the comparison column.
 LAYERS = [(64, 56, 64, 29.80, 83.705), (128, 28, 128, 23.86, 80.557),
           (256, 14, 256, 21.71, 86.753), (512, 7, 512, 20.41, 87.671)]
 
-# Packed configurations: the seed's four 8-bit numbers in 32 bits, and eight in 64 bits.
+# Packed configurations: the paper's four 8-bit numbers in 32 bits, and eight in 64 bits.
 CONFIGS = [PackSpec(8, 4, 32, m) for m in ("buffer", "carry", "isolated")] + \
           [PackSpec(8, 8, 64, m) for m in ("buffer", "carry", "isolated")]
 KINDS = ("binary", "ternary")
@@ -69,7 +69,7 @@ def run(args):
     vector = None if args.no_vector else BitpackKernels(vectorize=True)
     rows = []
     jobs = [(layer, kind) for layer in LAYERS for kind in KINDS]
-    for (cin, hw, cout, seed_pack, seed_naive), kind in tqdm(jobs, desc="layers", unit="layer"):
+    for (cin, hw, cout, paper_pack, paper_naive), kind in tqdm(jobs, desc="layers", unit="layer"):
         cin, cout = max(1, cin // args.scale), max(1, cout // args.scale)
         x = rng.integers(0, 1 << ACT_BITS, size=(cin, hw, hw)) * (rng.random((cin, hw, hw)) < 0.5)
         a = im2col(x)
@@ -117,8 +117,8 @@ def run(args):
                                          else None),
                 "equal_ref": equal_ref, "equal_exact_wrapped": equal_exact,
                 "mean_contamination": float(ref.contamination.mean()),
-                "seed_bitpack_ms": seed_pack if args.scale == 1 else None,
-                "seed_naive_ms": seed_naive if args.scale == 1 else None,
+                "paper_bitpack_ms": paper_pack if args.scale == 1 else None,
+                "paper_naive_ms": paper_naive if args.scale == 1 else None,
             })
     return rows, scalar.info, None if vector is None else vector.info
 
@@ -135,7 +135,7 @@ def write(rows, info, vinfo, args):
     }
     atomic_write_json(out / "bitpack_gemm.json", {"meta": meta, "rows": rows})
     lines = [
-        "# Bit-packed GEMM without vector instructions (seed Table 2.8)", "",
+        "# Bit-packed GEMM without vector instructions (paper Table 2.8)", "",
         f"Produced by `{meta['command']}` on {meta['machine']}; single thread; best of "
         f"{args.repeats}, all kernels timed round robin. Both kernels: one C file, `{' '.join(info['flags'])}` "
         f"({info['compiler']}). Every packed result equals `wrapkit.ref.bitpack.packed_gemm`; "
@@ -150,19 +150,19 @@ def write(rows, info, vinfo, args):
                      f"{r['int32_ms']:.2f} | {r['packed_ms']:.2f} | {r['speedup']:.2f}× | "
                      f"{r['mean_contamination']:.1f} |")
     lines += ["", "Summary (speed-up range over the four layers):", "",
-              "| weights | packing | min | max | seed (4×8b/32, buffer) |", "|---|---|---:|---:|---|"]
+              "| weights | packing | min | max | paper (4×8b/32, buffer) |", "|---|---|---:|---:|---|"]
     for kind in KINDS:
         for cfg in dict.fromkeys(r["config"] for r in rows):
             s = [r["speedup"] for r in rows if r["kind"] == kind and r["config"] == cfg]
-            seed = "2.8×–4.3×" if cfg == "4x8b/32 buffer" and kind == "binary" else ""
-            lines.append(f"| {kind} | {cfg} | {min(s):.2f}× | {max(s):.2f}× | {seed} |")
+            paper = "2.8×–4.3×" if cfg == "4x8b/32 buffer" and kind == "binary" else ""
+            lines.append(f"| {kind} | {cfg} | {min(s):.2f}× | {max(s):.2f}× | {paper} |")
     if vinfo:
         lines += ["", "Context, not the comparison: with auto-vectorization "
                   f"(`{' '.join(vinfo['flags'])}`) the int32 loop takes "
                   + ", ".join(f"{r['int32_vectorized_ms']:.2f} ms ({r['layer']})"
                               for r in rows if r["config"] == "4x8b/32 buffer"
                               and r["kind"] == "binary")
-                  + " - on a CPU with vector units use them (the seed's AVX2 path)."]
+                  + " - on a CPU with vector units use them (the paper's AVX2 path)."]
     atomic_write_text(out / "bitpack_gemm.md", "\n".join(lines) + "\n")
     _plot(rows, out / "bitpack_gemm.png")
 
@@ -192,7 +192,7 @@ def _plot(rows, path):
     buf = BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    from wrapkit.ref.files import atomic_write_bytes
+    from wrapkit.common.files import atomic_write_bytes
     atomic_write_bytes(path, buf.getvalue())
 
 

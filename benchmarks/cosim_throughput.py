@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from wrapkit.ref.files import atomic_write_json, atomic_write_text
+from wrapkit.common.files import atomic_write_json, atomic_write_text
 from wrapkit.sim.layer import cosim_layer
 from wrapkit.sim.preload import MAX_DEPTH
 

@@ -34,10 +34,10 @@ from tqdm import tqdm
 
 from wrapkit.hw.cyclic import CyclicActivation
 from wrapkit.ref.datapath import cyclic, cyclic_threshold
-from wrapkit.ref.files import atomic_write_json, atomic_write_text
+from wrapkit.common.files import atomic_write_json, atomic_write_text
 
 LIBERTY = Path("/usr/share/qflow/tech/osu018/osu018_stdcells.lib")
-# The seed's two slopes on its 8-bit accumulator, a slope that is not a power of two, and
+# The paper's two slopes on its 8-bit accumulator, a slope that is not a power of two, and
 # wider accumulators.
 CONFIGS = [(8, 2), (8, 4), (8, 3), (12, 3), (16, 4)]
 VARIANTS = ("wrapkit", "direct", "flip_mux")

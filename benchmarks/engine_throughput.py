@@ -46,7 +46,7 @@ from wrapkit.models import Accumulator, WeightQuant, build_model, load_model
 from wrapkit.models.export import export_run
 from wrapkit.ref.datasets import load_images
 from wrapkit.ref.engine import Engine
-from wrapkit.ref.files import atomic_write_json, atomic_write_text
+from wrapkit.common.files import atomic_write_json, atomic_write_text
 
 
 def _float_network(model):

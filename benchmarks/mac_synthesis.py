@@ -1,6 +1,6 @@
-"""The seed's six MAC configurations through the synthesis flow (Tables 2.11-2.13, Fig. 2.2).
+"""The paper's six MAC configurations through the synthesis flow (Tables 2.11-2.13, Fig. 2.2).
 
-Runs ``wrapkit synth seed`` -- Yosys onto OSU018, OpenSTA, SDF-timed Icarus simulation of
+Runs ``wrapkit synth paper`` -- Yosys onto OSU018, OpenSTA, SDF-timed Icarus simulation of
 random operands, energy from the liberty tables -- into a fresh cache, then once more from the
 cache, and prints the measured 8-bit vs 32-bit accumulator gains and the cache speed-up (both
 measured in this run).
@@ -21,7 +21,7 @@ from wrapkit.cli import main as wrapkit_main
 
 
 def _run(args, out):
-    argv = ["synth", "seed", "--ops", str(args.ops), "--out", str(out), "--goal", args.goal,
+    argv = ["synth", "paper", "--ops", str(args.ops), "--out", str(out), "--goal", args.goal,
             "--rtl-dir", str(args.rtl_dir)]
     start = time.perf_counter()
     code = wrapkit_main(argv)
@@ -47,8 +47,8 @@ def main():
     print("\n8-bit vs 32-bit accumulator (32-bit figure / 8-bit figure):")
     for g in doc["gains_8bit_vs_32bit"]:
         print(f"  {g['multiplier']} k={g['k']}: area efficiency {g['area_efficiency_gain']:.2f}x "
-              f"(seed {g['seed_area_efficiency_gain']:.2f}x), energy {g['energy_gain']:.2f}x "
-              f"(seed {g['seed_energy_gain']:.2f}x)")
+              f"(seed {g['paper_area_efficiency_gain']:.2f}x), energy {g['energy_gain']:.2f}x "
+              f"(seed {g['paper_energy_gain']:.2f}x)")
     print(f"\ncold run {cold:.1f} s, cached rerun {warm:.1f} s: {cold / warm:.1f}x faster "
           f"from the cache")
 

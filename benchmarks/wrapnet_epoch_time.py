@@ -33,7 +33,7 @@ from wrapkit.models import (Accumulator, OverflowPenalty, TrainConfig, VGG7, VGG
                             WeightQuant, range_steps)
 from wrapkit.models.data import load_dataset
 from wrapkit.models.train import Stage, _train_epoch
-from wrapkit.ref.files import atomic_write_json
+from wrapkit.common.files import atomic_write_json
 
 
 def _model(kind, train_ds, widths):

@@ -9,7 +9,7 @@ so far. A finished row is also saved as ``docs/results/wrapnet_rows/<row>.json``
 JSON matches the current settings are not trained again, and an interrupted row resumes from
 its last checkpoint. So the command can be stopped and restarted at any time.
 
-The schedule (see SCHEDULE) is the seed's pipeline with its epochs cut to fit about an hour
+The schedule (see SCHEDULE) is the paper's pipeline with its epochs cut to fit about an hour
 on 2 CPU cores: a subset of the training images, a few epochs per stage. All rows share it:
 every network after the float one starts from the quantized-weight network (BWN or TWN) and
 then trains the same number of epochs (QA rows: one stage of warm-up + fine-tuning epochs;
@@ -24,12 +24,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wrapkit.ref.files import atomic_write_json, atomic_write_text
+from wrapkit.common.files import atomic_write_json, atomic_write_text
 
 # -- the schedule ---------------------------------------------------------------------------
 
 SCHEDULE = {
-    # The seed's VGG-7 is 128-256-512 on CIFAR-10; an eighth of that keeps the whole table
+    # The paper's VGG-7 is 128-256-512 on CIFAR-10; an eighth of that keeps the whole table
     # near an hour on 2 shared CPU cores. The deepest layers still sum 576 products, enough
     # for 3-bit activations to overflow an 8-bit accumulator.
     "widths": (16, 32, 64),
@@ -45,16 +45,16 @@ SCHEDULE = {
 QUICK = {**SCHEDULE, "widths": (8, 8, 16), "train_subset": 1000, "fp32_epochs": 1,
          "qw_epochs": 1, "warmup_epochs": 1, "finetune_epochs": 1, "calib_images": 128}
 
-# The seed's CIFAR-10 numbers for VGG-7 (Tables 2.1-2.4, 2.6), shown beside ours.
-SEED = {
+# The paper's CIFAR-10 numbers for VGG-7 (Tables 2.1-2.4, 2.6), shown beside ours.
+PAPER = {
     "fp32": 92.45, "bwn": 91.55, "bwn_qa": 91.30, "bwn_qa_acc8": 10.06, "wrapnet": 90.81,
     "wrapnet_noro": 90.52, "wrapnet_12": 91.59, "twn": 91.56, "twn_qa": 91.49,
     "wrapnet_tern": 91.14, "qa_wrap8": None,  # Table 2.2, k = ∞: diverges
     "k1": 90.24, "k4": 90.25, "k10": 89.16, "p0": 90.07, "p2": 90.51, "p10": 89.92,
     "p20": 88.25,
 }
-SEED_OVERFLOW_ACC8 = 10.84  # Table 2.1: overflow rate (%) of the 3/1 network in 8 bits
-SEED_BITS = {"p0": 1, "p2": 3, "p5": 3, "p10": 4, "p20": 4}  # Table 2.3 median bits
+PAPER_OVERFLOW_ACC8 = 10.84  # Table 2.1: overflow rate (%) of the 3/1 network in 8 bits
+PAPER_BITS = {"p0": 1, "p2": 3, "p5": 3, "p10": 4, "p20": 4}  # Table 2.3 median bits
 ACC_SWEEP = (6, 8, 10, 12, 14, 16)  # plain accumulators the BWN-QA network is evaluated with
 
 
@@ -72,7 +72,7 @@ class Row:
 def rows(s):
     post = s["warmup_epochs"] + s["finetune_epochs"]  # epochs after BWN/TWN, every row
     # WrapNet rows select their steps for p, capped at the QA rows' activation width: the
-    # issue's "binary weights / 3-bit activations unless stated", the seed's "BWN-QA: the same
+    # issue's "binary weights / 3-bit activations unless stated", the paper's "BWN-QA: the same
     # precision as WrapNet" (its WrapNet 3/1/8, 4/2/8 and 7/1/12 rows).
     wrap = dict(method="wrapnet", warmup_epochs=s["warmup_epochs"],
                 epochs=s["finetune_epochs"], acc_bits=8, k=2, p=5.0, ro=0.01, max_act_bits=3)
@@ -85,7 +85,7 @@ def rows(s):
         Row("wrapnet_noro", "WrapNet without R^o", {**wrap, "ro": 0.0}, "bwn",
             notes="k = 2, p = 5 %"),
         Row("qa_wrap8", "QA trained with a plain 8-bit accumulator", {**qa, "acc_bits": 8},
-            "bwn", notes="no cyclic layer: the seed's k = ∞"),
+            "bwn", notes="no cyclic layer: the paper's k = ∞"),
         Row("twn", "TWN", dict(method="qw", weights="ternary", epochs=s["qw_epochs"]), "fp32"),
         Row("twn_qa", "TWN-QA", {**qa, "weights": "ternary", "act_bits": 4,
                                  "eval_acc_bits": (8,)}, "twn"),
@@ -94,10 +94,10 @@ def rows(s):
         Row("wrapnet_12", "WrapNet, 12-bit accumulator", {**wrap, "acc_bits": 12,
                                                           "max_act_bits": 7}, "bwn"),
     ]
-    # Ablations as in the seed's Tables 2.2 / 2.3: without R^o (their k = 2, p = 5 % entry,
+    # Ablations as in the paper's Tables 2.2 / 2.3: without R^o (their k = 2, p = 5 % entry,
     # 90.52 %, is the no-R^o row of Table 2.4). The k sweep keeps the 3-bit cap, so its k = 2
     # entry is "wrapnet_noro"; the p sweep lets the selection choose up to 8 bits, as the
-    # seed's Table 2.3 reports the bits each p leads to.
+    # paper's Table 2.3 reports the bits each p leads to.
     for k in (1, 4, 10):
         out.append(Row(f"k{k}", f"k = {k}", {**wrap, "ro": 0.0, "k": k}, "bwn", "ablation-k"))
     for p in (0, 2, 5, 10, 20):
@@ -192,7 +192,7 @@ def _pct(x, nd=2):
 
 
 def _seed(name):
-    v = SEED.get(name)
+    v = PAPER.get(name)
     return "diverges" if name == "qa_wrap8" else ("—" if v is None else f"{v:.2f} %")
 
 
@@ -246,13 +246,13 @@ def _markdown(result, table, done, targets, plots, bench):
         "",
         "Produced by `make results-wrapnet` (`.venv/bin/python benchmarks/wrapnet_table.py`); "
         "rows are cached in `docs/results/wrapnet_rows/`, so re-running only trains what is "
-        "missing. Seed numbers: CIFAR-10, VGG-7 (seed 002, chapter 2, Tables 2.1–2.4 and 2.6).",
+        "missing. Paper numbers: CIFAR-10, VGG-7 (seed 002, chapter 2, Tables 2.1–2.4 and 2.6).",
         "",
         "**Setting.** VGG-7-style network (2×conv, pool, 2×conv, pool, 2×conv, pool, FC, "
-        f"classifier) at widths {tuple(s['widths'])} (the seed's 128-256-512 at an eighth), "
+        f"classifier) at widths {tuple(s['widths'])} (the paper's 128-256-512 at an eighth), "
         "first and last layers in full precision. Fashion-MNIST: "
         f"**{s['train_subset']} of the 60 000 training images** (seeded subset), all 10 000 "
-        f"test images. Schedule (the seed's: 200 + 200 epochs per stage; ours is cut to fit "
+        f"test images. Schedule (the paper's: 200 + 200 epochs per stage; ours is cut to fit "
         f"about an hour on 2 CPU cores): float network {s['fp32_epochs']} epochs from "
         f"scratch; BWN/TWN {s['qw_epochs']} epochs from it; then every row trains "
         f"{s['warmup_epochs'] + s['finetune_epochs']} more epochs from BWN/TWN — WrapNet: "
@@ -266,12 +266,12 @@ def _markdown(result, table, done, targets, plots, bench):
         "Activation bits: median over the six quantized layers (per layer in brackets); "
         "WrapNet selects them per layer from the overflow target p, at most as many as the "
         "matching QA row (3 bits binary, 4 ternary, 7 with the 12-bit accumulator, as the "
-        "seed's WrapNet rows; 8 in the p sweep). "
+        "paper's WrapNet rows; 8 in the p sweep). "
         "Overflow rate: fraction of pre-activations outside the accumulator, test set, mean "
         "over layers (for 32-bit rows: outside 32 bits, i.e. none).",
         "",
         "| Row | Weights | Act. bits | Acc. bits | Test accuracy | Overflow rate | "
-        "Seed (CIFAR-10) |",
+        "Paper (CIFAR-10) |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in table:
@@ -290,12 +290,12 @@ def _markdown(result, table, done, targets, plots, bench):
                      f"{_seed(row.name)} |")
         if row.name in ("bwn_qa", "twn_qa") and "8" in d["eval_acc_bits"]:
             e = d["eval_acc_bits"]["8"]
-            seed = (f"{SEED['bwn_qa_acc8']:.2f} % (overflow {SEED_OVERFLOW_ACC8} %)"
+            paper = (f"{PAPER['bwn_qa_acc8']:.2f} % (overflow {PAPER_OVERFLOW_ACC8} %)"
                     if row.name == "bwn_qa" else "—")
             lines.append(f"| {row.label}, run with a plain 8-bit accumulator (no cyclic; "
                          f"Table 2.1) | {weights} | {_bits(d)} | 8 | "
                          f"**{_pct(e['test_accuracy'])}** | {_pct(e['mean_overflow_rate'])} | "
-                         f"{seed} |")
+                         f"{paper} |")
     lines += ["", "## Targets", ""]
     t = targets.get("wrapnet_within_1.5_of_bwn_qa")
     if t:
@@ -312,7 +312,7 @@ def _markdown(result, table, done, targets, plots, bench):
                               ("ablation-p", "Target overflow rate p (Table 2.3; no R^o, "
                                              "up to 8 bits)", "p")):
         lines += ["", f"## {title}", "",
-                  f"| {key} | Act. bits | Test accuracy | Overflow rate | Seed (CIFAR-10) |",
+                  f"| {key} | Act. bits | Test accuracy | Overflow rate | Paper (CIFAR-10) |",
                   "|---|---|---|---|---|"]
         entries = [r for r in table if r.group == group]
         base = done.get("wrapnet_noro")
@@ -322,15 +322,15 @@ def _markdown(result, table, done, targets, plots, bench):
             items.append((2, base, "wrapnet_noro"))
         for v, d, name in sorted(items, key=lambda it: it[0]):
             seed = _seed(name) if name not in ("wrapnet_noro", "p5") else \
-                f"{SEED['wrapnet_noro']:.2f} %"
+                f"{PAPER['wrapnet_noro']:.2f} %"
             if key == "p":
-                sb = SEED_BITS.get(f"p{int(v)}")
+                sb = PAPER_BITS.get(f"p{int(v)}")
                 seed += f" ({sb} bits)" if sb else ""
             if d is None:
-                lines.append(f"| {v:g} | | not run yet | | {seed} |")
+                lines.append(f"| {v:g} | | not run yet | | {paper} |")
             else:
                 lines.append(f"| {v:g} | {_bits(d)} | **{_pct(d['test_accuracy'])}** | "
-                             f"{_pct(d['mean_overflow_rate'])} | {seed} |")
+                             f"{_pct(d['mean_overflow_rate'])} | {paper} |")
     if "bwn_qa" in done:
         d = done["bwn_qa"]
         lines += ["", "## Accuracy against accumulator width", "",
@@ -375,7 +375,7 @@ def _notes(done, s):
     """How to read the table: what differs from the seed, from the measured data."""
     lines = ["", "## Reading the table", "",
              "- Absolute accuracies are Fashion-MNIST, not CIFAR-10, with a network an eighth "
-             "as wide and a schedule several hundred times shorter than the seed's "
+             "as wide and a schedule several hundred times shorter than the paper's "
              f"({s['warmup_epochs'] + s['finetune_epochs']} epochs over {s['train_subset']} "
              "images after BWN against 400 over 50 000); compare the "
              "differences between rows, not the numbers across columns."]
@@ -387,25 +387,25 @@ def _notes(done, s):
             "- With 3-bit activations the overflow target p = 5 % binds only where the 3-bit "
             f"step would overflow more than that ({', '.join(binding) or 'no layer'}); the "
             "other layers keep the 3-bit range calibration and overflow less (per-layer table "
-            "below). Our deepest layers sum 144–576 products against the seed's 1152–4608, so "
-            "3-bit codes overflow an 8-bit register less often here than in the seed's VGG-7 "
+            "below). Our deepest layers sum 144–576 products against the paper's 1152–4608, so "
+            "3-bit codes overflow an 8-bit register less often here than in the paper's VGG-7 "
             "(Table 2.1: 10.84 %). The p sweep lets the selection use up to 8 bits, which is "
-            "where the overflow target decides the bit widths, as in the seed's Table 2.3.")
+            "where the overflow target decides the bit widths, as in the paper's Table 2.3.")
     ps = [(p, done[f"p{p}"]) for p in (0, 2, 5, 10, 20) if f"p{p}" in done]
     if len(ps) >= 2:
         lines.append(
-            "- The p sweep is where our short schedule parts from the seed: without the bit "
+            "- The p sweep is where our short schedule parts from the paper: without the bit "
             "cap the selection takes more bits as p grows (" + ", ".join(
                 f"p = {p} %: {d['median_act_bits']} bits, {_pct(d['test_accuracy'], 1)}"
                 for p, d in ps) + "), and 3 epochs do not teach the network to live with "
-            "that much overflow, whereas the seed's 400 epochs lose only 0.6 points up to "
+            "that much overflow, whereas the paper's 400 epochs lose only 0.6 points up to "
             "p = 10 % (Table 2.3). Before training, any overflow is as destructive here as in "
-            "the seed's Table 2.1; the cyclic layer makes it learnable, and learning it takes "
+            "the paper's Table 2.1; the cyclic layer makes it learnable, and learning it takes "
             "epochs we do not spend.")
     q = done.get("qa_wrap8")
     if q:
         lines.append(
-            "- The seed reports that training with a plain 8-bit register (no cyclic layer, "
+            "- The paper reports that training with a plain 8-bit register (no cyclic layer, "
             "k = ∞) diverges; ours does not diverge numerically but ends at "
             f"{_pct(q['test_accuracy'])} with {_pct(q['mean_overflow_rate'])} of the "
             "pre-activations overflowing.")
@@ -472,7 +472,7 @@ def _plots(out, done):
                                     (20, "p20")) if n in done]
     if len(ks) + len(ps) > 2:
         fig, axes = plt.subplots(1, 2, figsize=(7, 3))
-        for ax, pts, xl, seed in ((axes[0], ks, "k", {1: 90.24, 2: 90.52, 4: 90.25, 10: 89.16}),
+        for ax, pts, xl, paper in ((axes[0], ks, "k", {1: 90.24, 2: 90.52, 4: 90.25, 10: 89.16}),
                                   (axes[1], ps, "p (%)", {0: 90.07, 2: 90.51, 5: 90.52,
                                                           10: 89.92, 20: 88.25})):
             if pts:

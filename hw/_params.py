@@ -2,16 +2,9 @@
 
 from contextlib import contextmanager
 
+from wrapkit.common.checks import check_int
+
 __all__ = ["check_int", "validating"]
-
-
-def check_int(name, value, lo, hi):
-    """``value`` as an int in [lo, hi]; TypeError/ValueError naming ``name``, range, value."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
-    return value
 
 
 @contextmanager

@@ -14,7 +14,7 @@ __all__ = ["Accumulator"]
 class Accumulator(wiring.Component):
     """``acc <= wrap((clr ? 0 : acc) + (en ? prod : 0), acc_bits)`` on every clock edge.
 
-    This is the seed's "accumulator" group. Overflow wraps (two's complement), which is what
+    This is the paper's "accumulator" group. Overflow wraps (two's complement), which is what
     makes WrapNet's low-bit accumulators cheap: no saturation logic, and the final value is
     the wrapped exact sum whatever the order of additions.
 

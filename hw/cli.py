@@ -6,15 +6,15 @@
     wrapkit rtl mac --act-bits 8 --act-signed --weight-kind uniform --weight-bits 8 \\
                     --acc-bits 8 --k 2 --out rtl [--name N]
     wrapkit rtl cyclic --acc-bits 8 --k 2 --out rtl
-    wrapkit rtl seed --out rtl          # the seed's six MAC designs
+    wrapkit rtl paper --out rtl          # the paper's six MAC designs
 
 Amaranth is imported only when a subcommand runs.
 """
 
 import re
 
-from wrapkit.ref.configs import SEED_MACS
-from wrapkit.ref.errors import UserError
+from wrapkit.ref.configs import PAPER_MACS
+from wrapkit.common.errors import UserError
 
 __all__ = ["register"]
 
@@ -61,10 +61,10 @@ def _mac_config(args):
         if given:
             raise UserError(f"--config {args.config} already fixes the MAC; drop "
                             f"{', '.join(given)} or drop --config")
-        if args.config not in SEED_MACS:
+        if args.config not in PAPER_MACS:
             raise UserError(f"unknown --config {args.config!r}; choose one of "
-                            f"{', '.join(SEED_MACS)} or give the parameters as flags")
-        return SEED_MACS[args.config]
+                            f"{', '.join(PAPER_MACS)} or give the parameters as flags")
+        return PAPER_MACS[args.config]
     missing = [_flag(p) for p in ("act_bits", "weight_kind", "acc_bits")
                if getattr(args, p) is None]
     if missing:
@@ -107,9 +107,9 @@ def _run_cyclic(args):
     return _write([design], args.out)
 
 
-def _run_seed(args):
-    from .export import seed_designs
-    return _write(seed_designs(), args.out)
+def _run_paper(args):
+    from .export import paper_designs
+    return _write(paper_designs(), args.out)
 
 
 def register(subparsers):
@@ -120,11 +120,11 @@ def register(subparsers):
     sub = rtl.add_subparsers(dest="rtl_command", metavar="DESIGN", required=True)
 
     mac = sub.add_parser(
-        "mac", help="one MAC unit (a seed --config or explicit parameters)",
+        "mac", help="one MAC unit (a paper --config or explicit parameters)",
         description="One MAC unit: multiplier -> product register -> wrapping accumulator "
-                    "-> optional cyclic activation. Give a seed --config or the parameters.")
+                    "-> optional cyclic activation. Give a paper --config or the parameters.")
     mac.add_argument("--config", metavar="NAME",
-                     help=f"a seed configuration: {', '.join(SEED_MACS)}")
+                     help=f"a paper configuration: {', '.join(PAPER_MACS)}")
     mac.add_argument("--act-bits", type=int, metavar="N", help="activation width, 1..32")
     sign = mac.add_mutually_exclusive_group()
     sign.add_argument("--act-signed", dest="act_signed", action="store_const", const=True,
@@ -154,10 +154,10 @@ def register(subparsers):
     _add_out(cyclic)
     cyclic.set_defaults(func=_run_cyclic)
 
-    seed = sub.add_parser("seed", help="the seed's six MAC designs",
-                          description=f"Write the six seed MAC designs ({', '.join(SEED_MACS)}).")
-    _add_out(seed)
-    seed.set_defaults(func=_run_seed)
+    paper = sub.add_parser("paper", help="the paper's six MAC designs",
+                          description=f"Write the six paper MAC designs ({', '.join(PAPER_MACS)}).")
+    _add_out(paper)
+    paper.set_defaults(func=_run_paper)
 
     from .array.cli import add_array_parser  # `wrapkit rtl array` (hw/array, issue 5)
     add_array_parser(sub, _mac_config, _user_error, _write)

@@ -19,7 +19,7 @@ class MAC(wiring.Component):
     """One multiply-accumulate unit, bit-exact to :func:`wrapkit.ref.mac_stream`.
 
     Block diagram (submodule names in brackets; each is its own Verilog module so synthesis
-    can report the seed's area groups)::
+    can report the paper's area groups)::
 
         a ---+
         w ---+--[mult: decode, multiply, prod register]--- prod ---+

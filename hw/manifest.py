@@ -30,13 +30,13 @@ import json
 from pathlib import Path
 
 from wrapkit.ref.datapath import MacConfig, cyclic_threshold
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 __all__ = ["SCHEMA", "GROUPS", "load_manifest", "mac_config", "port", "verilog_path"]
 
 SCHEMA = "wrapkit.rtl/1"
 
-#: Area/energy groups of the seed's Fig. 2.4, by submodule instance name.
+#: Area/energy groups of the paper's Fig. 2.4, by submodule instance name.
 GROUPS = {"mult": "multiplier", "accum": "accumulator", "cyclic": "cyclic"}
 
 _KEYS = ("schema", "generator", "amaranth", "yosys", "design", "top", "config", "latency",
@@ -46,7 +46,7 @@ _DESIGNS = ("mac", "cyclic", "array")
 
 def _fail(path, problem):
     raise UserError(f"RTL manifest {path}: {problem}; regenerate it with `wrapkit rtl` "
-                    f"(`make rtl` for the seed designs)")
+                    f"(`make rtl` for the paper designs)")
 
 
 def _expected_ports(manifest):
@@ -91,7 +91,7 @@ def load_manifest(path, *, check_verilog=True):
 
     Raises
     ------
-    wrapkit.ref.errors.UserError
+    wrapkit.common.errors.UserError
         The file is missing, not JSON, of another schema, inconsistent with its own config,
         or its Verilog is missing or was edited. The message names the file and the problem.
     """

@@ -15,7 +15,7 @@ __all__ = ["Multiplier"]
 class Multiplier(wiring.Component):
     """Decode the weight, multiply, and register ``wrap(a*w, prod_bits)``.
 
-    This is the seed's "multiplier" group (Fig. 2.4): the pipeline register between
+    This is the paper's "multiplier" group (Fig. 2.4): the pipeline register between
     multiplier and accumulator counts as part of it.
 
     Binary and ternary weights need no multiplier: the product is ``a``, ``-a`` or 0, chosen

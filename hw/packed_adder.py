@@ -174,13 +174,13 @@ def load_packed_manifest(path):
 
     The shared loader (:func:`wrapkit.hw.manifest.load_manifest`) knows the MAC and cyclic
     designs; this one checks the same header fields, the ports the config implies and the
-    Verilog checksum. Raises :class:`~wrapkit.ref.errors.UserError` naming the file.
+    Verilog checksum. Raises :class:`~wrapkit.common.errors.UserError` naming the file.
     """
     import hashlib
     import json
     from pathlib import Path
 
-    from wrapkit.ref.errors import UserError
+    from wrapkit.common.errors import UserError
 
     from .manifest import SCHEMA
 

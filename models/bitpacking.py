@@ -1,4 +1,4 @@
-"""Reproduce the seed's Table 2.5 (bit-packing without vector instructions) on Fashion-MNIST.
+"""Reproduce the paper's Table 2.5 (bit-packing without vector instructions) on Fashion-MNIST.
 
 One command::
 
@@ -36,8 +36,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from wrapkit.ref.errors import UserError
-from wrapkit.ref.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from wrapkit.common.errors import UserError
+from wrapkit.common.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 from .calibrate import tracing
 from .carry import CarryVariancePenalty, PackingSim
@@ -48,8 +48,8 @@ from .train import TrainConfig, load_model, train
 __all__ = ["BitpackingConfig", "main", "run"]
 
 _KINDS = ("alg1", "lanes", "lanes-not")
-# The seed's Table 2.5 (CIFAR-10, VGG-7, 8-bit accumulator), for the side-by-side table.
-SEED_TABLE = [
+# The paper's Table 2.5 (CIFAR-10, VGG-7, 8-bit accumulator), for the side-by-side table.
+PAPER_TABLE = [
     {"method": "Baseline", "acc_v": 90.81, "acc_c": 10.03, "carry": 25491, "carry_std": 159.55},
     {"method": "Buffer bit", "acc_v": None, "acc_c": 88.22, "carry": None, "carry_std": None},
     {"method": "R^c", "acc_v": None, "acc_c": 87.86, "carry": 384.42, "carry_std": 17.91},
@@ -69,7 +69,7 @@ class BitpackingConfig:
     pretrain_epochs: int = 3
     warmup_epochs: int = 1
     base_epochs: int = 2
-    max_act_bits: int = 3                # the seed's WrapNet for bit-packing: 3-bit activations
+    max_act_bits: int = 3                # the paper's WrapNet for bit-packing: 3-bit activations
     # Fine-tuning (all variants).
     finetune_images: int = 6000
     val_images: int = 2000               # held out of the fine-tuning images (hybrid decision)
@@ -413,7 +413,7 @@ def run(cfg: BitpackingConfig, log=print):
     baseline = _cached_row("baseline", base_dir / "model.pt", cfg, lambda: _measure(
         model, sim, data, cfg, log, "Baseline (WrapNet, 8-bit)"), timings)
     rows.append(baseline)
-    # Phase order: the seed starts from the layer with the least carry variance.
+    # Phase order: the paper starts from the layer with the least carry variance.
     order = sorted(baseline["layers"], key=lambda n: baseline["layers"][n]["alg1"]["std"])
     extra["phase_order"] = order
 
@@ -469,7 +469,7 @@ def run(cfg: BitpackingConfig, log=print):
         rows.append({**row, "buffer_steps": steps})
 
     result = {"config": cfg.to_dict(), "base_run": str(base_dir), "rows": rows,
-              "seed_table": SEED_TABLE, **extra,
+              "paper_table": PAPER_TABLE, **extra,
               "test_images": len(data.test), "seconds": round(time.perf_counter() - t_start, 1),
               "stage_seconds": timings.data, "total_stage_seconds": timings.total()}
     _write(result, cfg)
@@ -491,7 +491,7 @@ def _write(result, cfg):
     atomic_write_json(out / "bitpacking.json", result)
     rows = result["rows"]
     lines = [
-        "# Bit-packing without vector instructions (seed Table 2.5) on Fashion-MNIST", "",
+        "# Bit-packing without vector instructions (paper Table 2.5) on Fashion-MNIST", "",
         "Produced by `python -m wrapkit.models.bitpacking` "
         f"(all stages: {result['total_stage_seconds'] / 60:.0f} min of compute on this machine; "
         f"this invocation {result['seconds'] / 60:.0f} min, reusing finished stages; test "
@@ -524,9 +524,9 @@ def _write(result, cfg):
             f"{_pct(r['acc_c_lanes'])} | {_pct(r['acc_c_lanes-not'])} | {_num(r['alg1_mean'])} | "
             f"{_num(r['alg1_std'], 2)} | {_num(r['lanes_mean'])} | {_num(r['lanes_std'], 2)} | "
             f"{_num(r['lanes-not_std'], 2)} |")
-    lines += ["", "Seed (CIFAR-10, VGG-7, 8-bit accumulator):", "",
+    lines += ["", "Paper (CIFAR-10, VGG-7, 8-bit accumulator):", "",
               "| method | Acc (v) | Acc (c) | carries | carry std |", "|---|---:|---:|---:|---:|"]
-    for r in SEED_TABLE:
+    for r in PAPER_TABLE:
         f = lambda v: "-" if v is None else (f"{v:.2f}%" if isinstance(v, float) and v < 100
                                              else f"{v}")
         lines.append(f"| {r['method']} | {f(r['acc_v'])} | {f(r['acc_c'])} | "

@@ -13,7 +13,7 @@ A finer step means larger codes, so the overflow rate falls as ``s`` grows; a bi
 ``log s`` between ``x_hi / (2^max_bits - 1)`` (max_bits bits) and ``x_hi`` (1 bit) finds the
 step. When even 1-bit activations overflow more than ``p`` the step stays at ``x_hi`` (1 bit)
 and the measured rate is reported: a coarser step would quantize most inputs to zero. The
-inputs come from the pre-trained network with float activations, as in the seed's pipeline
+inputs come from the pre-trained network with float activations, as in the paper's pipeline
 (§2.4.1). ``range_steps`` is the fixed-width alternative used by the QA baselines:
 ``s = x_hi / (2^bits - 1)``.
 """
@@ -86,7 +86,7 @@ class OverflowMeter:
         return {n: self.overflows[n] / max(self.total[n], 1) for n in self.overflows}
 
     def mean_rate(self):
-        """Mean of the per-layer rates (the seed's "average overflow rate of each layer")."""
+        """Mean of the per-layer rates (the paper's "average overflow rate of each layer")."""
         r = list(self.rates().values())
         return sum(r) / len(r) if r else 0.0
 
@@ -167,7 +167,7 @@ def select_steps(model, x_calib, *, target_rate, acc_bits, max_bits=8, progress=
     x_calib : Tensor
         Calibration images.
     target_rate : float in [0, 1]
-        ``p`` as a fraction (the seed's default 5 % is 0.05).
+        ``p`` as a fraction (the paper's default 5 % is 0.05).
     acc_bits : int
         Accumulator width the rate refers to.
     max_bits : int

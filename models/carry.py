@@ -6,7 +6,7 @@ every lane overflow leaks a carry into the neighbouring lane, which belongs to t
 product, so the result is ``wrap_b(z + C)`` instead of ``wrap_b(z)``. This module simulates
 that in PyTorch (integer-exact forward values, equal to :mod:`wrapkit.ref.bitpack`):
 
-* :func:`alg1_carries` — the seed's Algorithm 1 count ``c`` per neuron (end-around model),
+* :func:`alg1_carries` — the paper's Algorithm 1 count ``c`` per neuron (end-around model),
   differentiable as in App. 2.6.1: ``tanh`` replaces the sign of the products and the
   rounding is straight-through.
 * :func:`lane_contamination` — the exact contamination ``C`` of a real packing
@@ -85,7 +85,7 @@ def negative_product_count(layer, x_q, w_q, surrogate="factored"):
 
     Activations are unsigned codes, so ``a_i w_i < 0`` iff ``a_i > 0`` and ``w_i < 0``:
     ``N = op([x_q > 0], [w_q < 0])``. Algorithm 1 writes this count with ``sign``, which has no
-    useful gradient; the seed replaces it by ``tanh`` (App. 2.6.1). Two readings, both exact
+    useful gradient; the paper replaces it by ``tanh`` (App. 2.6.1). Two readings, both exact
     in the forward pass (k = :data:`TANH_SLOPE`):
 
     ``"factored"`` (default)

@@ -6,7 +6,7 @@ Imports only the standard library at import time; torch is imported when the com
 import argparse
 import re
 
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 __all__ = ["register"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 __all__ = [
     "DATASETS",

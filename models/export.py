@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from wrapkit import __version__
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 from wrapkit.ref.requant import fixed_point
-from wrapkit.ref.files import atomic_write_bytes
+from wrapkit.common.files import atomic_write_bytes
 from wrapkit.ref.wkx import SCHEMA, decode, encode, read_export
 
 from .layers import QuantConv2d, QuantLinear

@@ -12,7 +12,7 @@ command runs.
 
 import time
 
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 __all__ = ["register"]
 
@@ -94,7 +94,7 @@ def _run_infer(args):
 
     from wrapkit.ref.datasets import load_images
     from wrapkit.ref.engine import Engine
-    from wrapkit.ref.files import atomic_write_json
+    from wrapkit.common.files import atomic_write_json
     from wrapkit.ref.wkx import read_export
 
     _check_count("--images", args.images)

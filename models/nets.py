@@ -41,13 +41,13 @@ def _check_input(in_channels, image_size, min_size):
 
 @dataclass(frozen=True)
 class VGG7Config:
-    """VGG-7 as used for CIFAR-10 in the seed (after TWN): 2×conv, pool, 2×conv, pool, 2×conv,
+    """VGG-7 as used for CIFAR-10 in the paper (after TWN): 2×conv, pool, 2×conv, pool, 2×conv,
     pool, FC, classifier."""
 
     in_channels: int = 1      # Fashion-MNIST is greyscale
     image_size: int = 28      # three 2×2 pools: 28 -> 14 -> 7 -> 3
     num_classes: int = 10
-    # The seed's CIFAR net is 128-256-512 with a 1024-unit FC layer. An eighth of the widths
+    # The paper's CIFAR net is 128-256-512 with a 1024-unit FC layer. An eighth of the widths
     # (a quarter of the FC) keeps a Fashion-MNIST epoch on 2 CPU cores near a minute, while the
     # deepest layers still sum 576 products: enough for 3-bit activations to overflow an 8-bit
     # accumulator.

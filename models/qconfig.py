@@ -18,8 +18,10 @@ with ``ActQuant(step=0.25, bits=3)`` becomes code ``round(0.9/0.25) = 4``; weigh
 unchanged (``44 <= T = 85``); the layer outputs ``0.2 · 0.25 · 44 = 2.2``.
 """
 
-import math
 from dataclasses import asdict, dataclass
+
+from wrapkit.common.checks import check_int as _check_int
+from wrapkit.common.checks import check_positive_float
 
 __all__ = [
     "ACC_BITS_RANGE",
@@ -36,31 +38,20 @@ __all__ = [
 #: Weight kinds: "float" keeps the latent weights (FP32 baselines); the others follow
 #: BWN (Rastegari et al.), TWN (Li & Liu) and symmetric uniform quantization.
 WEIGHT_KINDS = ("float", "binary", "ternary", "uniform")
-#: Uniform weights: 2..8 bits (wider ones would need int16 operands the seed never uses).
+#: Uniform weights: 2..8 bits (wider ones would need int16 operands the paper never uses).
 WEIGHT_BITS_RANGE = (2, 8)
 #: Unsigned post-ReLU activation codes: 1..8 bits (a 12-bit accumulator selects about 7).
 ACT_BITS_RANGE = (1, 8)
-#: Accumulator width: 2..32 bits; 32 is the wide reference the seed compares against.
+#: Accumulator width: 2..32 bits; 32 is the wide reference the paper compares against.
 ACC_BITS_RANGE = (2, 32)
-#: Cyclic slope k (§2.3.1): 1..64; the seed sweeps 1, 2, 4, 10.
+#: Cyclic slope k (§2.3.1): 1..64; the paper sweeps 1, 2, 4, 10.
 K_RANGE = (1, 64)
 
 
 def check_int(name, value, lo, hi):
-    """Return ``value`` as an int, or raise TypeError/ValueError naming ``name`` and the range."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer in [{lo}, {hi}], not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
-    return value
-
-
-def _check_positive_float(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a positive finite number, not {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value}")
-    return float(value)
+    """Return ``value`` as an int in [lo, hi]; the TypeError names the range too, since
+    configuration fields are set far from where their range is documented."""
+    return _check_int(name, value, lo, hi, range_in_type_error=True)
 
 
 @dataclass(frozen=True)
@@ -99,7 +90,7 @@ class WeightQuant:
             check_int("weight_bits", self.bits, *WEIGHT_BITS_RANGE)
         elif self.bits is not None:
             raise ValueError(f"weight_bits must be None for {self.kind} weights, got {self.bits}")
-        thr = _check_positive_float("threshold", self.threshold)
+        thr = check_positive_float("threshold", self.threshold)
         if thr >= 1.5:
             raise ValueError(f"threshold must be in (0, 1.5), got {thr}")
 
@@ -141,7 +132,7 @@ class ActQuant:
     bits: int | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "step", _check_positive_float("act_step", self.step))
+        object.__setattr__(self, "step", check_positive_float("act_step", self.step))
         if self.bits is not None:
             check_int("act_bits", self.bits, *ACT_BITS_RANGE)
 
@@ -168,7 +159,7 @@ class Accumulator:
         our networks' pre-activations stay far inside it.
     k : int or None
         Slope of WrapNet's cyclic activation (``ref.cyclic``), 1..64; None for a plain
-        register (wrap-around only: the overflow collapse of the seed's Table 2.1).
+        register (wrap-around only: the overflow collapse of the paper's Table 2.1).
 
     Examples
     --------

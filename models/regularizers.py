@@ -27,7 +27,7 @@ class Regularizer:
         Weight of the term in the loss.
     stages : tuple of str
         Training stages (``"pretrain"``, ``"train"``, ``"qa"``, ``"warmup"``, ``"finetune"``)
-        in which the term is active; the seed applies its regularizers in the final
+        in which the term is active; the paper applies its regularizers in the final
         fine-tuning only (§2.4.1).
     """
 

@@ -10,13 +10,13 @@ Methods and their stages::
     qa       [pretrain]  qw, then
              qa          activations quantized to act_bits (step = x_hi/(2^bits - 1)),
                          acc_bits accumulator without cyclic activation (32: BWN-QA; 8: the
-                         plain-overflow network of the seed's Table 2.2, k = ∞)
+                         plain-overflow network of the paper's Table 2.2, k = ∞)
     wrapnet  [pretrain]  qw, then step sizes selected for overflow rate p (calibrate.py), then
              warmup      cyclic activation (acc_bits, k) with float activations, then
              finetune    quantized activations + overflow penalty R^o
 
 Every stage uses Adam with a cosine learning-rate decay over the stage and restarts both (the
-seed uses Adam with step decay for 200 epochs per stage; our stages are a few epochs long).
+paper uses Adam with step decay for 200 epochs per stage; our stages are a few epochs long).
 A run directory holds ``checkpoint.pt`` (written atomically after every epoch), ``metrics.json``
 (rewritten after every epoch, ``"complete": true`` at the end) and ``model.pt`` (final model).
 """
@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from wrapkit import __version__
-from wrapkit.ref.errors import UserError
-from wrapkit.ref.files import atomic_write_bytes, atomic_write_json
+from wrapkit.common.errors import UserError
+from wrapkit.common.files import atomic_write_bytes, atomic_write_json
 
 from .calibrate import OverflowMeter, range_steps, select_steps, tracing
 from .data import DATASETS, batches, load_dataset
@@ -72,16 +72,16 @@ class TrainConfig:
     widths: tuple | None = None       # None: the model config's default
     weights: str = "binary"           # binary (BWN) | ternary (TWN) | uniform
     weight_bits: int | None = None    # uniform weights only
-    act_bits: int = 3                 # qa: fixed activation width (the seed's 3-bit QA)
+    act_bits: int = 3                 # qa: fixed activation width (the paper's 3-bit QA)
     max_act_bits: int = 8             # wrapnet: widest activation step selection may pick
     acc_bits: int = 8                 # qa / wrapnet accumulator width
-    k: int = 2                        # cyclic slope; the seed's best (Table 2.2)
-    p: float = 5.0                    # target overflow rate in percent; the seed's best (Table 2.3)
-    ro: float = 0.01                  # R^o coefficient; the seed's CIFAR-10 value
+    k: int = 2                        # cyclic slope; the paper's best (Table 2.2)
+    p: float = 5.0                    # target overflow rate in percent; the paper's best (Table 2.3)
+    ro: float = 0.01                  # R^o coefficient; the paper's CIFAR-10 value
     epochs: int = 3                   # the method's main stage (train / qa / finetune)
     warmup_epochs: int = 2            # wrapnet warm-up with cyclic layers, float activations
     pretrain_epochs: int = 0          # qa / wrapnet: qw pre-training (0 when --init gives one)
-    lr: float = 1e-3                  # Adam, as the seed's CIFAR-10 runs
+    lr: float = 1e-3                  # Adam, as the paper's CIFAR-10 runs
     batch_size: int = 128
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
@@ -480,7 +480,7 @@ def train(cfg: TrainConfig, out_dir, *, resume=False, regularizers=(), progress=
         "median_act_bits": bits[len(bits) // 2] if bits else None,
     }
     # The same trained network with plain b-bit registers (no cyclic activation): the
-    # overflow collapse of the seed's Table 2.1 when b is narrower than the training register.
+    # overflow collapse of the paper's Table 2.1 when b is narrower than the training register.
     metrics["eval_acc_bits"] = {}
     for b in cfg.eval_acc_bits:
         other = copy.deepcopy(model)

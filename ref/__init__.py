@@ -22,12 +22,10 @@ from .datapath import (
     weight_range,
     wrap,
 )
-from .errors import UserError
 
 __all__ = [
     "WEIGHT_KINDS",
     "MacConfig",
-    "UserError",
     "cyclic",
     "cyclic_threshold",
     "decode_weights",

@@ -16,7 +16,7 @@ ordinary scalar adder. Three semantics are modelled (``PackSpec.mode``):
 
 Layout: lane ``j`` occupies bits ``[j*b, (j+1)*b)`` of the word (lane 0 least significant);
 a stream of terms ``v_0, v_1, ...`` is packed term ``i`` -> word ``i // L``, lane ``i % L``
-(the seed's "bit-pack groups of numbers v_i into ceil(n/L) registers"), zero-padded. After the
+(the paper's "bit-pack groups of numbers v_i into ceil(n/L) registers"), zero-padded. After the
 words are accumulated, the ``L`` lanes are added into one scalar ``d``-bit register
 (:func:`lane_reduce`), ``d`` being the data width (``b``, or ``b-1`` with a buffer bit).
 
@@ -26,7 +26,7 @@ Why carries matter, in one line: with ``S_j`` the sum of lane ``j``'s unsigned c
 carry correction subtracts (:func:`carry_correct`). Every addition of a negative number
 (unsigned code ``2^b - |v|``) tends to produce one carry, so ``C`` is large.
 
-Algorithm 1 of the seed (App. 2.6.1) is a simpler per-neuron model used in training: it sums
+Algorithm 1 of the paper (App. 2.6.1) is a simpler per-neuron model used in training: it sums
 the unsigned codes ``u`` of a whole dot product in one ``b``-bit register and feeds every carry
 back into that register until none is left ("end-around carry"); :func:`alg1_carries` gives
 its closed form ``r = 1 + (u-1) mod (2^b-1)``, ``c = (u - r) / (2^b - 1)``.
@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+
+from wrapkit.common.checks import check_int
 
 from .datapath import _as_int64, wrap
 
@@ -86,12 +88,6 @@ WORD_BITS = (32, 64)
 _U64 = np.uint64
 
 
-def _check_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    return int(value)
-
-
 @dataclass(frozen=True)
 class PackSpec:
     """How lanes sit in a machine word, and how the word is added.
@@ -127,13 +123,13 @@ class PackSpec:
     mode: str = "carry"
 
     def __post_init__(self):
-        word_bits = _check_int("word_bits", self.word_bits)
+        word_bits = check_int("word_bits", self.word_bits)
         if word_bits not in WORD_BITS:
             raise ValueError(f"word_bits must be 32 or 64, got {word_bits}")
-        b = _check_int("lane_bits", self.lane_bits)
+        b = check_int("lane_bits", self.lane_bits)
         if not 2 <= b <= word_bits:
             raise ValueError(f"lane_bits must be in [2, {word_bits}], got {b}")
-        lanes = _check_int("lanes", self.lanes)
+        lanes = check_int("lanes", self.lanes)
         if not 1 <= lanes <= word_bits // b:
             raise ValueError(
                 f"lanes must be in [1, {word_bits // b}] for lane_bits={b} in a "
@@ -382,7 +378,7 @@ def lane_carries(lane_sums, lane_bits):
     ``j-1`` and its field only ever grows, so it overflowed ``c_j = floor((S_j + c_(j-1)) / 2^b)``
     times. ``c_(L-1)`` is the top lane's carries, which leave the word.
     """
-    b = _check_int("lane_bits", lane_bits)
+    b = check_int("lane_bits", lane_bits)
     if not 2 <= b <= 62:
         raise ValueError(f"lane_bits must be in [2, 62], got {b}")
     s = _as_int64(lane_sums)
@@ -487,17 +483,17 @@ def carry_correct(result, carries, bits):
 def unsigned_view(v, bits):
     """Unsigned ``bits``-bit code of each term: ``v mod 2^bits`` (Algorithm 1's first line).
 
-    The seed writes it with ``(sign(v)+1)/2``, which gives ``2^(b-1)`` for ``v = 0`` if
+    The paper writes it with ``(sign(v)+1)/2``, which gives ``2^(b-1)`` for ``v = 0`` if
     ``sign(0) = 0``; the register's code of 0 is 0, which is what this returns.
     """
-    bits = _check_int("bits", bits)
+    bits = check_int("bits", bits)
     if not 2 <= bits <= 62:
         raise ValueError(f"bits must be in [2, 62], got {bits}")
     return _as_int64(v) & ((1 << bits) - 1)
 
 
 def _check_u(u, bits):
-    bits = _check_int("bits", bits)
+    bits = check_int("bits", bits)
     if not 2 <= bits <= 62:
         raise ValueError(f"bits must be in [2, 62], got {bits}")
     u = _as_int64(u)
@@ -507,7 +503,7 @@ def _check_u(u, bits):
 
 
 def alg1_carries_iterative(u, bits):
-    """Algorithm 1 of the seed, step by step: returns ``(c, r)``.
+    """Algorithm 1 of the paper, step by step: returns ``(c, r)``.
 
     ``c_0 = u, r_0 = 0``; while ``c_i != 0``: ``c_(i+1) = floor((c_i + r_i) / 2^b)``,
     ``r_(i+1) = (c_i + r_i) mod 2^b``, ``c += c_(i+1)``. ``u`` is the sum of the unsigned codes

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from wrapkit.common.checks import check_int
+
 __all__ = [
     "MAX_BITS",
     "WEIGHT_KINDS",
@@ -45,11 +47,7 @@ WEIGHT_KINDS = ("binary", "ternary", "uniform")
 
 
 def _check_bits(name, bits, lo=1, hi=MAX_BITS):
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, not {bits!r}")
-    if not lo <= bits <= hi:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {bits}")
-    return int(bits)
+    return check_int(name, bits, lo, hi)
 
 
 def _as_int64(x):
@@ -179,7 +177,7 @@ def product_bits(act_bits, act_signed, weight_kind, weight_bits=None, acc_bits=N
     The full product needs ``signed_bits_for_range`` of the extreme products; with an
     accumulator narrower than that, the product register is cut to the accumulator width,
     which loses nothing because the accumulator wraps modulo 2^acc_bits anyway.
-    Seed figures: 8x8 signed with a 32-bit accumulator -> 16; 8x8 with an 8-bit accumulator
+    Paper figures: 8x8 signed with a 32-bit accumulator -> 16; 8x8 with an 8-bit accumulator
     -> 8; 3-bit unsigned x binary -> 4.
     """
     a_lo, a_hi = operand_range(act_bits, act_signed)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from wrapkit.common.errors import UserError
 
 __all__ = ["DATASETS", "DEFAULT_DATA_DIR", "Images", "load_images"]
 

@@ -42,7 +42,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .datapath import MacConfig, cyclic, decode_weights, weight_code_bits, wrap
-from .errors import UserError
+from wrapkit.common.errors import UserError
 from .requant import check_bounds, requantize, requantize_real
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Variants of an exported network with a different accumulator (pure numpy, no torch).
 
-The seed's Table 2.1 evaluates a network trained with 32-bit accumulators on 8-bit ones: the
+The paper's Table 2.1 evaluates a network trained with 32-bit accumulators on 8-bit ones: the
 pre-activations then wrap around, and accuracy collapses. :func:`with_accumulator` builds that
 network from an export: every integer layer keeps its weights, input quantizer and
 requantization constants, only the accumulator width and the cyclic activation change. The
@@ -16,7 +16,7 @@ threshold 85), while ``z = 100`` gives ``100`` and ``2·(128 - 100) = 56``.
 import copy
 
 from .datapath import MacConfig
-from .errors import UserError
+from wrapkit.common.errors import UserError
 
 __all__ = ["with_accumulator"]
 

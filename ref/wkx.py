@@ -21,7 +21,7 @@ checksum::
 so any change to the header or to a tensor's name, type, shape or bytes is detected. The
 reader checks the container (size, index, offsets), then the checksum, then the schema
 version, then every layer's shapes and value ranges (:func:`read_export`). Any problem is a
-:class:`~wrapkit.ref.errors.UserError` naming the file, the layer and what is wrong.
+:class:`~wrapkit.common.errors.UserError` naming the file, the layer and what is wrong.
 """
 
 import hashlib
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
-from .files import atomic_write_bytes
+from wrapkit.common.errors import UserError
+from wrapkit.common.files import atomic_write_bytes
 
 __all__ = ["FORMAT", "SCHEMA", "ExportFile", "checksum", "read_export", "write_export"]
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 from .tools import check_simulator
 
@@ -283,7 +283,7 @@ def run_cli(args):
         raise UserError("--max-ops applies to --datapath mac; the array runs whole layers")
     if args.array is not None and (args.rows is not None or args.cols is not None):
         raise UserError("--array fixes the array; drop --rows/--cols or drop --array")
-    from wrapkit.ref.files import atomic_write_json
+    from wrapkit.common.files import atomic_write_json
 
     r = cosim_array_layer(args.model, args.layer, images=args.images, sim=args.sim,
                           rows=8 if args.rows is None else args.rows,

@@ -5,7 +5,7 @@
     wrapkit cosim mac 8x8_acc8_k2 --sim verilator --ops 20000 --seed 1 [--rtl-dir rtl]
     wrapkit cosim mac path/to/design.json --sim icarus
     wrapkit cosim cyclic --sim icarus --acc-bits 4-10 --k 1-4
-    wrapkit cosim seed [--ops 20000] [--sims icarus,verilator]
+    wrapkit cosim paper [--ops 20000] [--sims icarus,verilator]
     wrapkit demo                     # the end-to-end flow's quick preset (sim/flow_cli.py)
 
 Exit status: 0 all checks passed, 1 a mismatch (or a failing testbench), 2 bad input or a
@@ -15,8 +15,8 @@ missing tool. cocotb and Amaranth are imported only when a subcommand runs.
 import sys
 import time
 
-from wrapkit.ref.configs import SEED_MACS
-from wrapkit.ref.errors import UserError
+from wrapkit.ref.configs import PAPER_MACS
+from wrapkit.common.errors import UserError
 
 from .tools import DEFAULT_SIMULATOR, SIMULATORS, check_simulator
 
@@ -117,23 +117,23 @@ def _run_demo(args):
 
     for sim in sims:  # fail on a missing tool before spending time on generation
         prepare_simulator(sim)
-    from wrapkit.hw.export import seed_designs, write_designs
+    from wrapkit.hw.export import paper_designs, write_designs
 
     from .cosim import cosim_mac
     from .designs import default_rtl_dir
 
     rtl_dir = args.rtl_dir or default_rtl_dir()
-    print(f"cosim seed: generating the {len(SEED_MACS)} seed MAC designs into {rtl_dir}",
+    print(f"cosim paper: generating the {len(PAPER_MACS)} paper MAC designs into {rtl_dir}",
           flush=True)
     try:
-        write_designs(seed_designs(), rtl_dir)
+        write_designs(paper_designs(), rtl_dir)
     except OSError as exc:
         raise UserError(f"cannot write into --rtl-dir {rtl_dir}: {exc.strerror or exc}; "
                         "choose a writable folder") from None
     rows = []
-    jobs = [(name, sim) for name in SEED_MACS for sim in sims]
+    jobs = [(name, sim) for name in PAPER_MACS for sim in sims]
     for i, (name, sim) in enumerate(jobs, 1):
-        print(f"cosim seed: [{i}/{len(jobs)}] cosimulating {name} on {sim} "
+        print(f"cosim paper: [{i}/{len(jobs)}] cosimulating {name} on {sim} "
               f"({args.ops} random ops + full-width accumulation)", flush=True)
         t0 = time.perf_counter()
         result = cosim_mac(name, sim, ops=args.ops, seed=args.seed, rtl_dir=rtl_dir)
@@ -147,13 +147,13 @@ def _run_demo(args):
         print(f"{name:<12} {r.design:<22} {r.sim:<10} {r.checked:>7} {r.mismatches:>10} "
               f"{r.ops_per_s:>8,.0f} {wall:>7.1f}")
     bad = [f"{name} on {r.sim}" for name, r, _ in rows if not r.ok]
-    print(f"\ncosim seed: {len(rows) - len(bad)}/{len(rows)} cosimulations passed"
+    print(f"\ncosim paper: {len(rows) - len(bad)}/{len(rows)} cosimulations passed"
           + (f"; FAILED: {', '.join(bad)}" if bad else " with zero mismatches"))
     return 1 if bad else 0
 
 
 def register(subparsers):
-    """Add ``wrapkit cosim`` (mac, cyclic, layer, seed) and ``wrapkit demo``."""
+    """Add ``wrapkit cosim`` (mac, cyclic, layer, paper) and ``wrapkit demo``."""
     cosim = subparsers.add_parser(
         "cosim", help="cosimulate generated RTL against the bit-exact reference (cocotb)",
         description="Run a cocotb testbench on Icarus or Verilator and compare every output "
@@ -165,14 +165,14 @@ def register(subparsers):
         description="Cosimulate a MAC design: seeded random operations (clear/enable "
                     "sequences, extreme operands, resets) plus held-input runs to the "
                     "accumulator's full-width wrap.")
-    mac.add_argument("config", help=f"a seed configuration ({', '.join(SEED_MACS)}) or a "
+    mac.add_argument("config", help=f"a paper configuration ({', '.join(PAPER_MACS)}) or a "
                                     "path to a manifest .json")
     _add_sim(mac)
     mac.add_argument("--ops", type=int, default=20000, metavar="N",
                      help="random operations (default 20000)")
     mac.add_argument("--seed", type=int, default=1, metavar="S", help="stimulus seed (default 1)")
     mac.add_argument("--rtl-dir", metavar="DIR",
-                     help="where seed designs are looked up (default: the checkout's rtl/)")
+                     help="where paper designs are looked up (default: the checkout's rtl/)")
     mac.add_argument("--no-full-width", action="store_true",
                      help="skip the held-input full-width accumulation test")
     mac.set_defaults(func=_run_cosim_mac)
@@ -193,19 +193,19 @@ def register(subparsers):
 
     register_layer(sub)
 
-    # The six seed MACs on both simulators (what `wrapkit demo` did before the flow existed).
-    seed = sub.add_parser(
-        "seed", help="generate the six seed MAC designs and cosimulate each on both simulators",
-        description="Write the seed's six MAC designs into rtl/ and cosimulate each on "
+    # The six paper MACs on both simulators (what `wrapkit demo` did before the flow existed).
+    paper = sub.add_parser(
+        "paper", help="generate the six paper MAC designs and cosimulate each on both simulators",
+        description="Write the paper's six MAC designs into rtl/ and cosimulate each on "
                     "Icarus and Verilator; prints a summary table. Exit 1 on any mismatch.")
-    seed.add_argument("--ops", type=int, default=_DEMO_OPS, metavar="N",
+    paper.add_argument("--ops", type=int, default=_DEMO_OPS, metavar="N",
                       help=f"random operations per design and simulator (default {_DEMO_OPS})")
-    seed.add_argument("--seed", type=int, default=1, metavar="S", help="stimulus seed")
-    seed.add_argument("--sims", default=",".join(SIMULATORS), metavar="LIST",
+    paper.add_argument("--seed", type=int, default=1, metavar="S", help="stimulus seed")
+    paper.add_argument("--sims", default=",".join(SIMULATORS), metavar="LIST",
                       help=f"comma-separated simulators (default {','.join(SIMULATORS)})")
-    seed.add_argument("--rtl-dir", metavar="DIR",
+    paper.add_argument("--rtl-dir", metavar="DIR",
                       help="where to write the designs (default: the checkout's rtl/)")
-    seed.set_defaults(func=_run_demo)
+    paper.set_defaults(func=_run_demo)
 
     # `wrapkit demo` is the end-to-end flow's quick preset (sim/flow_cli.py, issue 8).
     from .flow_cli import add_flow_arguments, run_demo

@@ -54,14 +54,14 @@ def cosim_mac(config, sim="icarus", ops=20000, seed=1, rtl_dir=None, full_width=
     Parameters
     ----------
     config : str or path-like
-        Seed configuration name or manifest path (see :func:`~wrapkit.sim.designs.resolve_mac`).
+        Paper configuration name or manifest path (see :func:`~wrapkit.sim.designs.resolve_mac`).
     sim : "icarus" | "verilator"
     ops : int, >= 1
         Random operations in ``test_random_ops``.
     seed : int
         Stimulus seed.
     rtl_dir : path-like, optional
-        Where seed designs are looked up.
+        Where paper designs are looked up.
     full_width : bool
         Also run ``test_full_width_accumulation`` (held inputs until the accumulator wraps).
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import wrapkit
-from wrapkit.ref.files import atomic_write_bytes
+from wrapkit.common.files import atomic_write_bytes
 
 from .runner import SimResult, build_root, run
 from .tools import check_simulator

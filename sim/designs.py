@@ -1,6 +1,6 @@
 """The designs the testbenches simulate: committed MAC manifests and generated cyclic banks.
 
-* :func:`resolve_mac` turns a seed configuration name (``8x8_acc8_k2``) or a manifest path
+* :func:`resolve_mac` turns a paper configuration name (``8x8_acc8_k2``) or a manifest path
   into a validated MAC manifest path (seed names look in ``rtl/``, the committed designs).
 * :func:`cyclic_bank` generates ``CyclicActivation`` designs for a sweep of widths and slopes
   with the hw generator (:func:`wrapkit.hw.export.cyclic_design`) and wraps them in one
@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 
 import wrapkit
-from wrapkit.ref.configs import SEED_MACS
-from wrapkit.ref.errors import UserError
-from wrapkit.ref.files import atomic_write_json, atomic_write_text
+from wrapkit.ref.configs import PAPER_MACS
+from wrapkit.common.errors import UserError
+from wrapkit.common.files import atomic_write_json, atomic_write_text
 
 from .runner import build_root
 
@@ -34,14 +34,14 @@ def default_rtl_dir():
 
 
 def resolve_mac(config, rtl_dir=None):
-    """Manifest path of a MAC design given a seed name or a path to a manifest JSON.
+    """Manifest path of a MAC design given a paper configuration name or a path to a manifest JSON.
 
     Parameters
     ----------
     config : str or path-like
-        A seed configuration name (``ref.configs.SEED_MACS``) or a ``.json`` manifest path.
+        A paper configuration name (``ref.configs.PAPER_MACS``) or a ``.json`` manifest path.
     rtl_dir : path-like, optional
-        Where seed designs are looked up (default :func:`default_rtl_dir`).
+        Where paper designs are looked up (default :func:`default_rtl_dir`).
 
     Returns
     -------
@@ -56,17 +56,17 @@ def resolve_mac(config, rtl_dir=None):
     from wrapkit.hw.manifest import load_manifest
 
     config = str(config)
-    if config in SEED_MACS:
+    if config in PAPER_MACS:
         folder = Path(rtl_dir) if rtl_dir is not None else default_rtl_dir()
-        path = folder / f"{SEED_MACS[config].name}.json"
+        path = folder / f"{PAPER_MACS[config].name}.json"
         if not path.is_file():
             raise UserError(f"{path} not found; generate it with `wrapkit rtl mac --config "
-                            f"{config} --out {folder}` (or `wrapkit rtl seed --out {folder}`)")
+                            f"{config} --out {folder}` (or `wrapkit rtl paper --out {folder}`)")
     elif config.endswith(".json") or Path(config).is_file():
         path = Path(config)
     else:
         raise UserError(f"unknown MAC configuration {config!r}; give one of "
-                        f"{', '.join(SEED_MACS)} or a path to a manifest .json")
+                        f"{', '.join(PAPER_MACS)} or a path to a manifest .json")
     manifest = load_manifest(path)
     if manifest["design"] != "mac":
         raise UserError(f"{path} describes a {manifest['design']!r} design, not a MAC; "

@@ -45,8 +45,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from wrapkit import __version__
-from wrapkit.ref.errors import UserError
-from wrapkit.ref.files import atomic_write_json
+from wrapkit.common.errors import UserError
+from wrapkit.common.files import atomic_write_json
 
 __all__ = [
     "PRESETS",
@@ -88,7 +88,7 @@ class FlowConfig:
     finetune_epochs: int = 3          # WrapNet fine-tuning (quantized activations, R^o)
     baseline_epochs: int = 4          # baseline: as many epochs after BWN as WrapNet
     calib_images: int = 512
-    # WrapNet (the seed's best settings, Tables 2.2-2.3)
+    # WrapNet (the paper's best settings, Tables 2.2-2.3)
     acc_bits: int = 8
     k: int = 2
     p: float = 5.0
@@ -207,7 +207,7 @@ class FlowConfig:
 PRESETS = {
     # About 7-8 minutes on 2 CPU cores: a half-width VGG-7 on 30 000 training images.
     "quick": {},
-    # The real schedule: the seed's VGG-7 at a quarter width (as benchmarks/wrapnet_table.py),
+    # The real schedule: the paper's VGG-7 at a quarter width (as benchmarks/wrapnet_table.py),
     # a float network first, all 60 000 training images, every test image everywhere.
     "full": dict(widths=(32, 64, 128), train_subset=None, fp32_epochs=4, bwn_epochs=2,
                  warmup_epochs=1, finetune_epochs=3, baseline_epochs=4,

@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 __all__ = ["register", "run_demo"]
 

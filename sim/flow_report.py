@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from wrapkit import __version__
-from wrapkit.ref.files import atomic_write_json, atomic_write_text
+from wrapkit.common.files import atomic_write_json, atomic_write_text
 
 __all__ = ["build_summary", "checks", "write_report"]
 
@@ -329,9 +329,9 @@ def _blocks(summary, plots):
         ("p", "Checks: " + ", ".join(f"{k.replace('_', ' ')}: {'yes' if v else 'NO'}"
                                       for k, v in chk.items()) + "."),
         ("p", f"Technology: {syn['liberty']} standard cells (Yosys, OpenSTA, Icarus gate-level "
-              "simulation with SDF delays). The seed synthesized in 28 nm with commercial tools; "
+              "simulation with SDF delays). The paper synthesized in 28 nm with commercial tools; "
               "absolute numbers differ, the 8-bit/32-bit ratios are what carries over. For its "
-              "closest configuration, 3-bit activations x binary weights, the seed reports "
+              "closest configuration, 3-bit activations x binary weights, the paper reports "
               "105 vs 37 um^2/Gops (2.8x) and 271 vs 115 fJ/op (2.4x) for a 32-bit vs an 8-bit "
               "(k=2) accumulator, with stimuli from a ResNet-18 layer. Energy here counts the MAC "
               "datapath only (multiplier, accumulator, cyclic activation, their registers), not "
@@ -414,7 +414,7 @@ def _blocks(summary, plots):
 
 
 def _area_eff(d):
-    """um^2 per Gops: cell area over throughput (2 operations per cycle, the seed's unit)."""
+    """um^2 per Gops: cell area over throughput (2 operations per cycle, the paper's unit)."""
     return d["mac_area_um2"] / (2 / d["cycle_time_ns"])
 
 

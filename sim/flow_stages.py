@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wrapkit.ref.errors import UserError
-from wrapkit.ref.files import atomic_write_json
+from wrapkit.common.errors import UserError
+from wrapkit.common.files import atomic_write_json
 
 __all__ = ["StageFailure", "stage_cosim", "stage_export", "stage_report", "stage_rtl",
            "stage_synth", "stage_train"]
@@ -221,7 +221,7 @@ def stage_export(ctx):
             ctx.say(f"{name}: WARNING: the integer engine differs from PyTorch by "
                     f"{ev['engine_minus_pytorch_points']:+.2f} points")
         networks[name] = ev
-    # The seed's Table 2.1 situation: the same trained networks on plain acc_bits registers
+    # The paper's Table 2.1 situation: the same trained networks on plain acc_bits registers
     # (wrap-around, no cyclic activation), on the whole test set.
     forced = {}
     for name in NETWORKS:

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from wrapkit.ref.datapath import mac_stream
-from wrapkit.ref.errors import UserError
-from wrapkit.ref.files import atomic_write_bytes
+from wrapkit.common.errors import UserError
+from wrapkit.common.files import atomic_write_bytes
 
 from .runner import build_root
 from .tools import check_simulator

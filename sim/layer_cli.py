@@ -12,7 +12,7 @@ runs. Exit 0: every cycle matched; 1: a mismatch; 2: bad input or a missing tool
 
 import sys
 
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 __all__ = ["register_layer"]
 
@@ -60,7 +60,7 @@ def _run(args):
     from .tools import check_simulator
 
     check_simulator(args.sim)
-    from wrapkit.ref.files import atomic_write_json
+    from wrapkit.common.files import atomic_write_json
 
     from .layer import cosim_layer
 
@@ -96,7 +96,7 @@ def _save_stream(args):
 
     import numpy as np
 
-    from wrapkit.ref.files import atomic_write_bytes
+    from wrapkit.common.files import atomic_write_bytes
 
     from .layer import layer_operands
 

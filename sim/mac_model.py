@@ -31,8 +31,8 @@ class MacModel:
 
     Examples
     --------
-    >>> from wrapkit.ref.configs import SEED_MACS
-    >>> m = MacModel(SEED_MACS["8x8_acc8_k2"])
+    >>> from wrapkit.ref.configs import PAPER_MACS
+    >>> m = MacModel(PAPER_MACS["8x8_acc8_k2"])
     >>> for a, w, en, clr in [(100, 1, 1, 1), (100, 1, 1, 0), (3, 2, 1, 0)]:
     ...     _ = m.push(a, w, en, clr, 0)
     >>> m.expected([0, 1, 2], final=True)[0].tolist()   # 100, wrap(200) = -56, -56 + 6

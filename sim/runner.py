@@ -34,7 +34,7 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 from .tools import prepare_simulator, simulator_version
 

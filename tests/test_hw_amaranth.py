@@ -28,10 +28,10 @@ from wrapkit.ref import (
     mac_stream,
     wrap,
 )
-from wrapkit.ref.configs import SEED_MACS
+from wrapkit.ref.configs import PAPER_MACS
 from wrapkit.ref.datapath import operand_range
 
-# Seed configurations plus corners the seed does not exercise: ternary weights (and their
+# Paper configurations plus corners the paper does not exercise: ternary weights (and their
 # spare code), signed narrow activations, an accumulator narrower than the full product with
 # k = 3 (not a power of two), the smallest legal MAC, a wide odd accumulator.
 EXTRA_MACS = {
@@ -41,7 +41,7 @@ EXTRA_MACS = {
     "1sx1_acc2_k1": MacConfig(1, True, "binary", None, 2, 1),
     "8x8_acc45_k7": MacConfig(8, True, "uniform", 8, 45, 7),
 }
-ALL_MACS = {**SEED_MACS, **EXTRA_MACS}
+ALL_MACS = {**PAPER_MACS, **EXTRA_MACS}
 
 
 def _fmt(v, bits):
@@ -310,7 +310,7 @@ def test_mac_random_stream(name):
 def test_mac_worked_example_and_hold():
     """docs/datapath.md's example: (100,3,1,1) (-50,2,1,0) (127,1,1,0) (7,7,0,0)
     -> 44, -56, 71, 71; then idle cycles hold, clr without en zeroes. Index = clock edge."""
-    cfg = SEED_MACS["8x8_acc8_k2"]
+    cfg = PAPER_MACS["8x8_acc8_k2"]
     a = [100, -50, 127, 7, 0, 0, 5]
     w = [3, 2, 1, 7, 0, 0, 9]
     en = [1, 1, 1, 0, 0, 0, 0]
@@ -323,7 +323,7 @@ def test_mac_worked_example_and_hold():
 def test_mac_synchronous_reset():
     """rst high over an edge clears every register: the operation in the product register
     and the one presented at that edge are both lost, later ones accumulate from 0."""
-    cfg = SEED_MACS["8x8_acc32"]
+    cfg = PAPER_MACS["8x8_acc32"]
     a = np.array([10, 20, 30, 40, 50, 60])
     w = np.array([1, 1, 1, 1, 1, 1])
     en = np.ones(6, bool)
@@ -335,11 +335,11 @@ def test_mac_synchronous_reset():
 
 
 def test_mac_signature():
-    cfg = SEED_MACS["3x1_acc8_k4"]
+    cfg = PAPER_MACS["3x1_acc8_k4"]
     assert _elaborated(MAC(cfg)).signature == wiring.Signature({
         "a": In(unsigned(3)), "w": In(unsigned(1)), "en": In(1), "clr": In(1),
         "acc": Out(signed(8)), "y": Out(signed(8))})
-    assert _elaborated(MAC(SEED_MACS["8x8_acc32"])).signature == wiring.Signature({
+    assert _elaborated(MAC(PAPER_MACS["8x8_acc32"])).signature == wiring.Signature({
         "a": In(signed(8)), "w": In(unsigned(8)), "en": In(1), "clr": In(1),
         "acc": Out(signed(32))})
     # Keyword construction gives the same component as a MacConfig.
@@ -376,7 +376,7 @@ def test_mac_parameter_errors(change, exc, message):
 
 
 def test_mac_call_errors():
-    cfg = SEED_MACS["8x8_acc32"]
+    cfg = PAPER_MACS["8x8_acc32"]
     with pytest.raises(TypeError, match=r"^config must be a MacConfig, not '8x8_acc32'$"):
         MAC("8x8_acc32")
     with pytest.raises(TypeError, match=r"^MAC\(\) takes a MacConfig or keyword parameters, "

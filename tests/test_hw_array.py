@@ -34,7 +34,7 @@ from wrapkit.hw.array.synthetic import random_job
 from wrapkit.hw.array.top import LayerArray
 from wrapkit.hw.manifest import load_manifest
 from wrapkit.ref.datapath import MacConfig, encode_weights, mac_stream
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 from wrapkit.ref.requant import requantize
 
 WRAPNET = MacConfig(3, False, "binary", None, 8, 2)

@@ -13,8 +13,8 @@ import pytest
 from wrapkit.hw.export import cyclic_design, mac_design, write_designs
 from wrapkit.hw.manifest import SCHEMA, load_manifest, mac_config, port, verilog_path
 from wrapkit.ref import MacConfig
-from wrapkit.ref.configs import SEED_MACS
-from wrapkit.ref.errors import UserError
+from wrapkit.ref.configs import PAPER_MACS
+from wrapkit.common.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,7 @@ def _verilog_ports(text, module):
 
 @pytest.fixture(scope="module")
 def k2():
-    return mac_design(SEED_MACS["8x8_acc8_k2"])
+    return mac_design(PAPER_MACS["8x8_acc8_k2"])
 
 
 def test_verilog_ports_agree_with_manifest(k2):
@@ -44,7 +44,7 @@ def test_verilog_ports_agree_with_manifest(k2):
                                    "signed": True}
     assert manifest["latency"] == 2 and manifest["clock"] == "clk"
     assert manifest["reset"] == {"port": "rst", "sync": True, "active": "high"}
-    assert mac_config(manifest) == SEED_MACS["8x8_acc8_k2"]
+    assert mac_config(manifest) == PAPER_MACS["8x8_acc8_k2"]
 
 
 def test_hierarchy_is_kept_as_separate_modules(k2):
@@ -58,31 +58,31 @@ def test_hierarchy_is_kept_as_separate_modules(k2):
             continue
         assert re.search(rf"^module \\{re.escape(module)} \(", k2.verilog, re.M), module
         assert re.search(rf"^  \\{re.escape(module)}  {inst} \(", k2.verilog, re.M), inst
-    no_k = mac_design(SEED_MACS["3x1_acc32"])
+    no_k = mac_design(PAPER_MACS["3x1_acc32"])
     assert set(no_k.manifest["hierarchy"]) == {"mult", "accum", "mac_a3u_wb_acc32"}
     assert "module \\mac_a3u_wb_acc32.mult " in no_k.verilog
     assert "cyclic (" not in no_k.verilog and ".cyclic " not in no_k.verilog
 
 
 def test_weight_encoding_in_manifest():
-    binary = mac_design(SEED_MACS["3x1_acc8_k2"]).manifest["weight_encoding"]
+    binary = mac_design(PAPER_MACS["3x1_acc8_k2"]).manifest["weight_encoding"]
     assert binary["decode"] == {"0": 1, "1": -1} and binary["code_bits"] == 1
     ternary = mac_design(MacConfig(2, False, "ternary", None, 4)).manifest["weight_encoding"]
     assert ternary["decode"] == {"0": 0, "1": 1, "2": 0, "3": -1}
-    uniform = mac_design(SEED_MACS["8x8_acc32"]).manifest["weight_encoding"]
+    uniform = mac_design(PAPER_MACS["8x8_acc32"]).manifest["weight_encoding"]
     assert uniform["value_range"] == [-128, 127] and "decode" not in uniform
 
 
 def test_output_is_reproducible_and_path_independent(k2, tmp_path):
     """Another process, another hash seed, another working directory: the same bytes; and no
     source locations (emit_src=False) or checkout paths in the text."""
-    code = ("from wrapkit.hw.export import mac_design; from wrapkit.ref.configs import SEED_MACS;"
-            "import sys; sys.stdout.write(mac_design(SEED_MACS['8x8_acc8_k2']).verilog)")
+    code = ("from wrapkit.hw.export import mac_design; from wrapkit.ref.configs import PAPER_MACS;"
+            "import sys; sys.stdout.write(mac_design(PAPER_MACS['8x8_acc8_k2']).verilog)")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     other = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
                            capture_output=True, text=True, check=True).stdout
     assert other == k2.verilog
-    assert mac_design(SEED_MACS["8x8_acc8_k2"]).verilog == k2.verilog
+    assert mac_design(PAPER_MACS["8x8_acc8_k2"]).verilog == k2.verilog
     assert str(REPO) not in k2.verilog and "src =" not in k2.verilog
 
 
@@ -107,12 +107,12 @@ def test_write_designs_atomic_and_loadable(k2, tmp_path):
 
 
 def test_name_override_and_errors():
-    design = mac_design(SEED_MACS["3x1_acc32"], name="my_mac")
+    design = mac_design(PAPER_MACS["3x1_acc32"], name="my_mac")
     assert design.files == ("my_mac.v", "my_mac.json")
     assert "module my_mac(" in design.verilog and design.manifest["top"] == "my_mac"
     with pytest.raises(ValueError, match=r"^name must be a Verilog identifier matching "
                                          r"\[A-Za-z_\]\[A-Za-z0-9_\]\*, got '1mac'$"):
-        mac_design(SEED_MACS["3x1_acc32"], name="1mac")
+        mac_design(PAPER_MACS["3x1_acc32"], name="1mac")
     with pytest.raises(ValueError, match=r"^name must be a Verilog identifier .*got 'a/b'$"):
         cyclic_design(8, 2, name="a/b")
     with pytest.raises(TypeError, match=r"^config must be a MacConfig, not '8x8_acc32'$"):
@@ -131,7 +131,7 @@ def _edit(path, change):
     path.write_text(json.dumps(manifest))
 
 
-_FIX = r"; regenerate it with `wrapkit rtl` \(`make rtl` for the seed designs\)$"
+_FIX = r"; regenerate it with `wrapkit rtl` \(`make rtl` for the paper designs\)$"
 
 
 @pytest.mark.parametrize(("change", "problem"), [

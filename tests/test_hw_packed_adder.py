@@ -15,7 +15,7 @@ from wrapkit.hw.packed_adder import (
     packed_adder_design,
 )
 from wrapkit.ref.bitpack import PackSpec, packed_stream
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 
 def _simulate(dut, words, en, clr, modes):

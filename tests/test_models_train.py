@@ -19,11 +19,11 @@ from wrapkit.models import (QuantLinear, TrainConfig, WeightQuant, integer_patch
                             load_model, plan, select_steps, tracing, train)
 from wrapkit.models.calibrate import overflow_rate
 from wrapkit.models.data import FASHION_MNIST_FILES, load_dataset, read_idx
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 # A WrapNet pipeline small enough for a few seconds: 6 epochs over 1438 8×8 digits. p = 2 %
 # because 45 steps per epoch are far too few to recover from 5 % overflow (the network has to
-# relearn the features that the fold-back destroys; the seed trains 200 epochs per stage).
+# relearn the features that the fold-back destroys; the paper trains 200 epochs per stage).
 DIGITS = dict(dataset="digits", widths=(8, 8, 16), batch_size=32, calib_images=256,
               threads=1, seed=3)
 WRAPNET = TrainConfig(method="wrapnet", pretrain_epochs=3, warmup_epochs=1, epochs=2,

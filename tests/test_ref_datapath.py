@@ -20,7 +20,7 @@ from wrapkit.ref import (
     signed_bits_for_range,
     wrap,
 )
-from wrapkit.ref.configs import SEED_MACS
+from wrapkit.ref.configs import PAPER_MACS
 
 
 def _wrap_scalar(x, b):
@@ -91,10 +91,10 @@ def test_weight_encoding_rejects_out_of_range():
 
 
 def test_product_bits_match_seed():
-    assert SEED_MACS["8x8_acc32"].prod_bits == 16
-    assert SEED_MACS["8x8_acc8_k2"].prod_bits == 8
-    assert SEED_MACS["3x1_acc32"].prod_bits == 4
-    assert SEED_MACS["3x1_acc8_k4"].prod_bits == 4
+    assert PAPER_MACS["8x8_acc32"].prod_bits == 16
+    assert PAPER_MACS["8x8_acc8_k2"].prod_bits == 8
+    assert PAPER_MACS["3x1_acc32"].prod_bits == 4
+    assert PAPER_MACS["3x1_acc8_k4"].prod_bits == 4
     assert product_bits(8, False, "uniform", 8) == 16  # 255 * -128 = -32640 still fits 16
     assert product_bits(9, False, "uniform", 8) == 17  # 511 * -128 = -65408 needs 17
     assert signed_bits_for_range(-128, 127) == 8
@@ -115,10 +115,10 @@ def test_config_validation_messages():
 
 
 @settings(deadline=None, max_examples=60)
-@given(st.sampled_from(list(SEED_MACS)), st.integers(1, 300), st.integers(0, 2**31))
+@given(st.sampled_from(list(PAPER_MACS)), st.integers(1, 300), st.integers(0, 2**31))
 def test_wrapped_products_equal_wrapped_dot_product(name, n, seed):
     """Modularity: wrapping every product and every partial sum == wrapping the exact sum."""
-    cfg = SEED_MACS[name]
+    cfg = PAPER_MACS[name]
     rng = np.random.default_rng(seed)
     lo, hi = operand_range(cfg.act_bits, cfg.act_signed)
     a = rng.integers(lo, hi + 1, size=n)
@@ -134,9 +134,9 @@ def test_wrapped_products_equal_wrapped_dot_product(name, n, seed):
 
 
 @settings(deadline=None, max_examples=60)
-@given(st.sampled_from(list(SEED_MACS)), st.integers(1, 200), st.integers(0, 2**31))
+@given(st.sampled_from(list(PAPER_MACS)), st.integers(1, 200), st.integers(0, 2**31))
 def test_mac_stream_matches_step_by_step(name, n, seed):
-    cfg = SEED_MACS[name]
+    cfg = PAPER_MACS[name]
     rng = np.random.default_rng(seed)
     lo, hi = operand_range(cfg.act_bits, cfg.act_signed)
     a = rng.integers(lo, hi + 1, size=n)
@@ -155,14 +155,14 @@ def test_mac_stream_matches_step_by_step(name, n, seed):
 
 
 def test_mac_rejects_out_of_range_activation():
-    cfg = SEED_MACS["3x1_acc8_k2"]
+    cfg = PAPER_MACS["3x1_acc8_k2"]
     with pytest.raises(ValueError, match=r"^activations must lie in \[0, 7\] for act_bits=3$"):
         mac_dot([8], [0], cfg)
 
 
 def test_docs_worked_example():
     """The MAC example of docs/datapath.md §3, so the documentation cannot drift."""
-    cfg = SEED_MACS["8x8_acc8_k2"]
+    cfg = PAPER_MACS["8x8_acc8_k2"]
     a = [100, -50, 127, 7]
     w = encode_weights([3, 2, 1, 7], "uniform", 8)
     acc, out = mac_stream(a, w, [1, 1, 1, 0], [1, 0, 0, 0], cfg)

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from wrapkit.ref.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from wrapkit.common.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
 def test_atomic_write_mode_and_content(tmp_path):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from wrapkit.hw.export import seed_designs, write_designs
+from wrapkit.hw.export import paper_designs, write_designs
 from wrapkit.hw.manifest import load_manifest
-from wrapkit.ref.configs import SEED_MACS
+from wrapkit.ref.configs import PAPER_MACS
 
 RTL = Path(__file__).resolve().parent.parent / "rtl"
 
@@ -18,11 +18,11 @@ RTL = Path(__file__).resolve().parent.parent / "rtl"
 @pytest.fixture(scope="module")
 def regenerated(tmp_path_factory):
     out = tmp_path_factory.mktemp("rtl")
-    write_designs(seed_designs(), out)
+    write_designs(paper_designs(), out)
     return out
 
 
-@pytest.mark.parametrize("name", [cfg.name for cfg in SEED_MACS.values()])
+@pytest.mark.parametrize("name", [cfg.name for cfg in PAPER_MACS.values()])
 @pytest.mark.parametrize("suffix", [".v", ".json"])
 def test_committed_matches_generator(regenerated, name, suffix):
     committed = RTL / f"{name}{suffix}"
@@ -33,7 +33,7 @@ def test_committed_matches_generator(regenerated, name, suffix):
         f"and commit rtl/")
 
 
-@pytest.mark.parametrize("name", [cfg.name for cfg in SEED_MACS.values()])
+@pytest.mark.parametrize("name", [cfg.name for cfg in PAPER_MACS.values()])
 def test_committed_manifests_are_valid(name):
     manifest = load_manifest(RTL / f"{name}.json")  # schema, config, ports, Verilog sha256
     assert manifest["top"] == name and manifest["design"] == "mac"

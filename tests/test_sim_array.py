@@ -17,7 +17,7 @@ from wrapkit.hw.array.cycles import layer_cycles
 from wrapkit.hw.array.layer import LayerShape
 from wrapkit.hw.array.synthetic import random_job
 from wrapkit.ref.datapath import MacConfig
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 from wrapkit.sim.cosim_array import array_rtl, cosim_array
 
 SIMS = ("icarus", "verilator")

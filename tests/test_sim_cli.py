@@ -19,7 +19,7 @@ from wrapkit.sim.designs import resolve_mac
     (["cosim", "cyclic", "--acc-bits", "x"],
      r"--acc-bits 'x' is not a list of integers like 4-10 or 4,6,8"),
     (["cosim", "cyclic", "--k", "0-2"], r"--k values must be integers >= 1, got '0-2'"),
-    (["cosim", "seed", "--sims", "icarus,foo"],
+    (["cosim", "paper", "--sims", "icarus,foo"],
      r"unknown simulator 'foo'; choose one of icarus, verilator"),
 ])
 def test_bad_input_exits_2(argv, message, capsys):
@@ -61,12 +61,12 @@ def test_cosim_cyclic(capsys):
 
 
 @pytest.mark.sim
-def test_cosim_seed_on_icarus(tmp_path, capsys):
-    assert main(["cosim", "seed", "--sims", "icarus", "--ops", "1000", "--rtl-dir",
+def test_cosim_paper_on_icarus(tmp_path, capsys):
+    assert main(["cosim", "paper", "--sims", "icarus", "--ops", "1000", "--rtl-dir",
                  str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert len(list(tmp_path.glob("mac_*.v"))) == 6 and len(list(tmp_path.glob("*.json"))) == 6
     rows = re.findall(r"^(\S+) +(mac_\w+) +icarus +1000 +0 +[\d,]+ +\d+\.\d$", out, re.M)
     assert [r[0] for r in rows] == ["8x8_acc32", "3x1_acc32", "8x8_acc8_k2", "8x8_acc8_k4",
                                     "3x1_acc8_k2", "3x1_acc8_k4"]
-    assert out.rstrip().endswith("cosim seed: 6/6 cosimulations passed with zero mismatches")
+    assert out.rstrip().endswith("cosim paper: 6/6 cosimulations passed with zero mismatches")

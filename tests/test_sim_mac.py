@@ -1,4 +1,4 @@
-"""Cosimulation of the six committed seed MAC designs on Icarus and Verilator (cocotb).
+"""Cosimulation of the six committed paper MAC designs on Icarus and Verilator (cocotb).
 
 The testbench lives in wrapkit.sim.tb_mac; this file only runs it and checks its report.
 Each design is compiled once per simulator and machine (wrapkit.sim.runner caches builds).
@@ -10,23 +10,23 @@ import shutil
 
 import pytest
 
-from wrapkit.ref.configs import SEED_MACS
+from wrapkit.ref.configs import PAPER_MACS
 from wrapkit.sim.cosim import cosim_mac
 from wrapkit.sim.designs import resolve_mac
 
 SIMS = ("icarus", "verilator")
-OPS = 20000  # the issue's minimum per seed configuration
+OPS = 20000  # the issue's minimum per paper configuration
 
 
 @pytest.mark.sim
 @pytest.mark.parametrize("sim", SIMS)
-@pytest.mark.parametrize("config", list(SEED_MACS))
-def test_seed_mac_matches_reference(config, sim):
+@pytest.mark.parametrize("config", list(PAPER_MACS))
+def test_paper_mac_matches_reference(config, sim):
     result = cosim_mac(config, sim, ops=OPS, seed=1)
     assert result.ok, result.sim_result.summary() + "\n" + "\n".join(result.examples)
     assert result.checked == OPS and result.mismatches == 0
 
-    cfg = SEED_MACS[config]
+    cfg = PAPER_MACS[config]
     cov = result.sim_result.outcome("test_random_ops").report["coverage"]
     # The stream really contains what the issue asks for.
     assert cov["weight_codes_enabled"] == cov["weight_codes_total"] == 1 << cfg.weight_code_bits
@@ -41,7 +41,7 @@ def test_seed_mac_matches_reference(config, sim):
 
     full = result.sim_result.outcome("test_full_width_accumulation").report
     assert full["mismatches"] == 0 and full["ops_checked"] >= 8
-    # Every seed design wraps at full width within the hold cap except 3x1 into 32 bits,
+    # Every paper design wraps at full width within the hold cap except 3x1 into 32 bits,
     # which would need 2^31 / 7 cycles.
     assert full["wrap_reached"] == ([False, False] if config == "3x1_acc32" else [True, True])
 

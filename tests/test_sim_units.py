@@ -9,16 +9,16 @@ import shutil
 import numpy as np
 import pytest
 
-from wrapkit.ref.configs import SEED_MACS
+from wrapkit.ref.configs import PAPER_MACS
 from wrapkit.ref.datapath import MacConfig, operand_range
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 from wrapkit.sim.designs import cyclic_bank, resolve_mac
 from wrapkit.sim.mac_model import MacModel
 from wrapkit.sim.runner import SimulationError, build, run, waves_enabled
 from wrapkit.sim.stimulus import extreme_activations, mac_stimulus, stream_coverage
 from wrapkit.sim.tools import check_simulator, prepare_simulator, verilator_root
 
-CONFIGS = list(SEED_MACS.values()) + [
+CONFIGS = list(PAPER_MACS.values()) + [
     MacConfig(4, True, "ternary", None, 6, 1),    # ternary codes incl. the spare 0b10
     MacConfig(5, False, "uniform", 3, 5, None),   # product register cut to the accumulator
 ]
@@ -81,7 +81,7 @@ def test_streamed_model_matches_register_model(cfg):
 
 
 def test_model_refuses_an_unsettled_operation():
-    model = MacModel(SEED_MACS["8x8_acc32"])
+    model = MacModel(PAPER_MACS["8x8_acc32"])
     model.push(1, 1, 1, 1)
     model.push(2, 1, 1, 0)
     with pytest.raises(IndexError, match=r"^operation 1 is not settled yet \(1 settled, 2 pushed\)$"):
@@ -90,7 +90,7 @@ def test_model_refuses_an_unsettled_operation():
 
 
 def test_model_counts_wraps_and_held_runs():
-    model = MacModel(SEED_MACS["8x8_acc8_k2"])
+    model = MacModel(PAPER_MACS["8x8_acc8_k2"])
     model.push(100, 1, 1, 1)
     model.push_many(100, 1, 1, 0, 0, 3)     # 200 -> -56, 44, 144 -> -112
     acc, out = model.expected(range(4), final=True)
@@ -128,17 +128,17 @@ def test_stimulus_is_legal_and_deterministic(cfg):
 
 
 def test_stimulus_starts_with_every_product_cleared_alone():
-    cfg = SEED_MACS["8x8_acc8_k2"]
+    cfg = PAPER_MACS["8x8_acc8_k2"]
     stim = mac_stimulus(cfg, 10, np.random.default_rng(0))
     assert stim["phases"] == [("products", 0, 10)]
     assert stim["clr"].tolist() == [1] * 10 and stim["en"].tolist() == [1] * 10
     assert stim["a"].tolist() == [-128] * 10 and stim["w"].tolist() == list(range(10))
     assert extreme_activations(cfg).tolist() == [-128, -127, -1, 0, 1, 126, 127]
-    assert extreme_activations(SEED_MACS["3x1_acc32"]).tolist() == [0, 1, 6, 7]
+    assert extreme_activations(PAPER_MACS["3x1_acc32"]).tolist() == [0, 1, 6, 7]
 
 
 def test_stimulus_rejects_bad_lengths():
-    cfg = SEED_MACS["3x1_acc32"]
+    cfg = PAPER_MACS["3x1_acc32"]
     with pytest.raises(ValueError, match=r"^n_ops must be >= 1, got 0$"):
         mac_stimulus(cfg, 0, np.random.default_rng(0))
     with pytest.raises(TypeError, match=r"^n_ops must be an integer, not 2\.5$"):
@@ -146,7 +146,7 @@ def test_stimulus_rejects_bad_lengths():
 
 
 def test_stream_coverage_counts():
-    cfg = SEED_MACS["3x1_acc8_k2"]
+    cfg = PAPER_MACS["3x1_acc8_k2"]
     stim = {"a": [7, 0, 7, 3, 3], "w": [0, 1, 1, 0, 0], "en": [1, 0, 1, 1, 1],
             "clr": [1, 1, 0, 0, 1], "rst": [0, 0, 0, 1, 0]}
     cov = stream_coverage(cfg, stim, wraps=4)

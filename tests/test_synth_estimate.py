@@ -8,14 +8,14 @@ import pytest
 from wrapkit.hw.synth.activity import random_stimulus, stream_from_dot_products
 from wrapkit.hw.synth.estimate import (LayerRecord, estimate_layers,
                                        stimulus_from_toggle_rates, write_layer_plot)
-from wrapkit.ref.configs import SEED_MACS
+from wrapkit.ref.configs import PAPER_MACS
 from wrapkit.ref.datapath import encode_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_toggle_rate_stream_has_the_requested_statistics():
-    cfg = SEED_MACS["8x8_acc8_k2"]
+    cfg = PAPER_MACS["8x8_acc8_k2"]
     p_a = [0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.0, 0.25]
     p_w = [0.1] * 8
     stim = stimulus_from_toggle_rates(cfg, {"a": p_a, "w": p_w}, 20000, seed=2).check(cfg)
@@ -36,7 +36,7 @@ def test_layer_record_validation():
 
 def test_network_estimate(tmp_path, monkeypatch):
     monkeypatch.setenv("WRAPKIT_CACHE_DIR", str(tmp_path / "cache"))
-    cfg = SEED_MACS["3x1_acc8_k4"]
+    cfg = PAPER_MACS["3x1_acc8_k4"]
     rng = np.random.default_rng(0)
     sparse_a = np.where(rng.random((8, 25)) < 0.8, 0, rng.integers(0, 8, (8, 25)))
     sparse_w = encode_weights(np.where(rng.random((8, 25)) < 0.5, 1, -1), "binary")
@@ -47,7 +47,7 @@ def test_network_estimate(tmp_path, monkeypatch):
         LayerRecord("fc", 5_000, bit_toggle={"a": [0.3, 0.3, 0.3], "w": [0.5]}),
     ]
     est = estimate_layers(layers, ROOT / "rtl" / f"{cfg.name}.json",
-                          baseline_manifest=ROOT / "rtl" / f"{SEED_MACS['3x1_acc32'].name}.json",
+                          baseline_manifest=ROOT / "rtl" / f"{PAPER_MACS['3x1_acc32'].name}.json",
                           array_macs=16, n_ops=200)
     d, b = est["datapath"], est["baseline"]
     assert d["design"] == cfg.name and b["design"] == "mac_a3u_wb_acc32"

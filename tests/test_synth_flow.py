@@ -2,7 +2,7 @@
 gate-level simulation checked against the reference, energy, the cache, the CLI, and the
 errors for bad input.
 
-The design is the committed seed design rtl/mac_a3u_wb_acc8_k4 (3-bit x binary, 8-bit
+The design is the committed paper design rtl/mac_a3u_wb_acc8_k4 (3-bit x binary, 8-bit
 accumulator, cyclic activation k=4): every group is present and it synthesizes in about a
 second.
 """
@@ -23,7 +23,7 @@ from wrapkit.hw.synth.liberty import read_liberty
 from wrapkit.hw.synth.tools import DEFAULT_LIBERTY, ToolError, require_tool
 from wrapkit.hw.synth.yosys import synthesize
 from wrapkit.ref.datapath import MacConfig, encode_weights
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 DESIGN = ROOT / "rtl" / "mac_a3u_wb_acc8_k4.json"

@@ -6,7 +6,7 @@ import pytest
 
 from wrapkit.hw.synth.liberty import read_liberty
 from wrapkit.hw.synth.tools import DEFAULT_LIBERTY
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,14 @@ import pytest
 
 from wrapkit.hw.synth.activity import (load_stimulus, random_stimulus, save_stimulus,
                                        stream_from_dot_products)
-from wrapkit.ref.configs import SEED_MACS
+from wrapkit.ref.configs import PAPER_MACS
 from wrapkit.ref.datapath import mac_dot, mac_stream
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 
 @pytest.mark.parametrize("name", ["8x8_acc32", "3x1_acc8_k2"])
 def test_random_stimulus_covers_the_operand_ranges(name):
-    cfg = SEED_MACS[name]
+    cfg = PAPER_MACS[name]
     stim = random_stimulus(cfg, 4000, seed=3, dot_len=50).check(cfg)
     lo, hi = (-128, 127) if cfg.act_signed else (0, 7)
     assert (stim.a.min(), stim.a.max()) == (lo, hi)
@@ -24,7 +24,7 @@ def test_random_stimulus_covers_the_operand_ranges(name):
 
 
 def test_random_stimulus_rejects_bad_sizes():
-    cfg = SEED_MACS["3x1_acc32"]
+    cfg = PAPER_MACS["3x1_acc32"]
     with pytest.raises(ValueError, match=r"^n_ops must be an integer >= 1, got 0$"):
         random_stimulus(cfg, 0)
     with pytest.raises(ValueError, match=r"^dot_len must be an integer >= 1, got 0$"):
@@ -32,7 +32,7 @@ def test_random_stimulus_rejects_bad_sizes():
 
 
 def test_dot_products_give_one_result_per_row():
-    cfg = SEED_MACS["8x8_acc8_k2"]
+    cfg = PAPER_MACS["8x8_acc8_k2"]
     rng = np.random.default_rng(0)
     a = rng.integers(-128, 128, (5, 40))
     w = rng.integers(0, 256, (5, 40))
@@ -45,7 +45,7 @@ def test_dot_products_give_one_result_per_row():
 
 
 def test_files_round_trip(tmp_path):
-    cfg = SEED_MACS["3x1_acc8_k4"]
+    cfg = PAPER_MACS["3x1_acc8_k4"]
     stim = random_stimulus(cfg, 25, seed=1)
     save_stimulus(tmp_path / "ops.npz", stim)
     back = load_stimulus(tmp_path / "ops.npz")
@@ -76,7 +76,7 @@ def test_bad_files(tmp_path):
 
 
 def test_check_names_the_problem():
-    cfg = SEED_MACS["3x1_acc32"]
+    cfg = PAPER_MACS["3x1_acc32"]
     stim = stream_from_dot_products(np.array([[1, 2]]), np.array([[0, 2]]))
     with pytest.raises(ValueError, match=r"^stimulus weight codes must lie in \[0, 1\] for "
                                          r"binary weights, got \[0, 2\]$"):

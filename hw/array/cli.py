@@ -22,7 +22,7 @@ def add_array_parser(sub, mac_config, user_error, write):
     ``wrapkit.hw.cli``'s helpers, so the MAC flags mean exactly what they mean for
     ``wrapkit rtl mac``.
     """
-    from wrapkit.ref.configs import SEED_MACS
+    from wrapkit.ref.configs import PAPER_MACS
 
     p = sub.add_parser(
         "array", help="a layer datapath: rows x cols MAC array, buffers, controller",
@@ -35,7 +35,7 @@ def add_array_parser(sub, mac_config, user_error, write):
     p.add_argument("--cols", type=int, required=True, metavar="C",
                    help="output channels in parallel, 1..64")
     p.add_argument("--config", metavar="NAME",
-                   help=f"the MAC as a seed configuration: {', '.join(SEED_MACS)}")
+                   help=f"the MAC as a paper configuration: {', '.join(PAPER_MACS)}")
     p.add_argument("--act-bits", type=int, metavar="N", help="activation width, 1..32")
     sign = p.add_mutually_exclusive_group()
     sign.add_argument("--act-signed", dest="act_signed", action="store_const", const=True,

@@ -6,6 +6,7 @@ testbench use this module without elaborating any hardware.
 
 from dataclasses import dataclass
 
+from wrapkit.common.checks import check_int
 from wrapkit.ref.datapath import MacConfig
 from wrapkit.ref.requant import MULT_BITS
 
@@ -66,14 +67,6 @@ DESCRIPTOR = (
 )
 
 
-def _check_int(name, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
-    return value
-
-
 def _addr_bits(depth):
     return max(1, (depth - 1).bit_length())
 
@@ -116,18 +109,18 @@ class ArrayConfig:
     max_channels: int = 256
 
     def __post_init__(self):
-        _check_int("rows", self.rows, 1, 64)
-        _check_int("cols", self.cols, 1, 64)
+        check_int("rows", self.rows, 1, 64)
+        check_int("cols", self.cols, 1, 64)
         if not isinstance(self.mac, MacConfig):
             raise TypeError(f"mac must be a MacConfig, not {self.mac!r}")
         if self.mac.acc_bits > 32:
             # ref.requant bounds |y| by 2^31; wider accumulators are not requantized exactly.
             raise ValueError(f"acc_bits must be in [2, 32] for an array, got "
                              f"{self.mac.acc_bits}")
-        _check_int("out_bits", self.out_bits, 1, 8)
+        check_int("out_bits", self.out_bits, 1, 8)
         for name in ("act_depth", "weight_depth", "out_depth"):
-            _check_int(name, getattr(self, name), 2, 1 << 20)
-        _check_int("max_channels", self.max_channels, 2, 1 << 16)
+            check_int(name, getattr(self, name), 2, 1 << 20)
+        check_int("max_channels", self.max_channels, 2, 1 << 16)
 
     # -- derived widths ------------------------------------------------------------------
 

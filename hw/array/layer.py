@@ -3,7 +3,7 @@
 No Amaranth import. The host side of the array is three functions:
 
 * :func:`check_job` — does the layer fit this array (buffers, widths, descriptor fields)?
-  Every refusal is a :class:`~wrapkit.ref.errors.UserError` naming the parameter and the
+  Every refusal is a :class:`~wrapkit.common.errors.UserError` naming the parameter and the
   minimum the layer needs.
 * :func:`load_program` — the ``(ld_sel, ld_addr, ld_data)`` writes that put the layer
   descriptor, the activations, the weights and the requantization tables into the array.
@@ -36,7 +36,8 @@ from wrapkit.ref.datapath import (
     operand_range,
     wrap,
 )
-from wrapkit.ref.errors import UserError
+from wrapkit.common.checks import check_int
+from wrapkit.common.errors import UserError
 from wrapkit.ref.requant import check_bounds, requantize
 
 from .config import CYCLE_BITS, DESCRIPTOR, LOAD_TARGETS, MULT_WIDTH, ArrayConfig
@@ -48,11 +49,7 @@ LAYER_KINDS = ("conv2d", "linear")
 
 
 def _pos_int(name, value, lo=1, hi=1 << 24):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
-    return int(value)
+    return check_int(name, value, lo, hi)
 
 
 @dataclass(frozen=True)
@@ -396,7 +393,7 @@ def jobs_bytes(jobs):
 
 def save_jobs(path, jobs):
     """Write ``jobs`` to ``path`` atomically (see :func:`jobs_bytes`); returns the path."""
-    from wrapkit.ref.files import atomic_write_bytes
+    from wrapkit.common.files import atomic_write_bytes
 
     return atomic_write_bytes(path, jobs_bytes(jobs))
 

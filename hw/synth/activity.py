@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from wrapkit.ref.datapath import MacConfig, mac_stream, operand_range
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 from .tools import ToolError, run_tool
 
@@ -199,7 +199,7 @@ def save_stimulus(path, stim: Stimulus):
     """Write a stimulus as ``.npz`` (atomically)."""
     import io
 
-    from wrapkit.ref.files import atomic_write_bytes
+    from wrapkit.common.files import atomic_write_bytes
     buf = io.BytesIO()
     np.savez(buf, a=stim.a, w=stim.w, en=stim.en, clr=stim.clr)
     return atomic_write_bytes(path, buf.getvalue())

@@ -5,7 +5,7 @@
     wrapkit synth rtl/mac_a8s_wu8_acc8_k2.json            # one design, random operands
     wrapkit synth rtl/<name>.json --stimulus ops.npz      # real operands (a, w, en, clr)
     wrapkit synth rtl/<name>.json --liberty my.lib --cell-models my_cells.v
-    wrapkit synth seed                                    # the six-configuration table
+    wrapkit synth paper                                    # the six-configuration table
                                                           # -> docs/results/mac_synthesis.*
 
 Nothing heavy is imported until a subcommand runs.
@@ -13,7 +13,7 @@ Nothing heavy is imported until a subcommand runs.
 
 import sys
 
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 __all__ = ["register"]
 
@@ -43,7 +43,7 @@ def _common(parser):
                         help="random operations to simulate (default: 2000)")
     parser.add_argument("--seed", type=int, default=0, help="random-operand seed (default 0)")
     parser.add_argument("--goal", choices=("delay", "area"), default="delay",
-                        help="technology-mapping goal (default: delay, like the seed's "
+                        help="technology-mapping goal (default: delay, like the paper's "
                              "maximum-frequency synthesis)")
     parser.add_argument("--zero-delay", action="store_true",
                         help="simulate without SDF delays (no glitches; faster)")
@@ -56,8 +56,8 @@ def _run(args):
     from .flow import evaluate
     from .report import design_markdown
 
-    if args.design == "seed":
-        return _run_seed(args)
+    if args.design == "paper":
+        return _run_paper(args)
     stimulus = None
     if args.stimulus != "random":
         from .activity import load_stimulus
@@ -67,25 +67,25 @@ def _run(args):
                       timed=not args.zero_delay, use_cache=not args.no_cache,
                       progress=_progress)
     if args.json:
-        from wrapkit.ref.files import atomic_write_json
+        from wrapkit.common.files import atomic_write_json
         atomic_write_json(args.json, report)
     print(design_markdown(report))
     return 0
 
 
-def _run_seed(args):
+def _run_paper(args):
     from pathlib import Path
 
     from tqdm import tqdm
 
     from .flow import evaluate
-    from .report import seed_table
+    from .report import paper_table
     from .tools import DEFAULT_LIBERTY
 
     if args.stimulus != "random":
-        raise UserError("`wrapkit synth seed` simulates random operands (one stream per "
+        raise UserError("`wrapkit synth paper` simulates random operands (one stream per "
                         "design); give --stimulus FILE for a single design instead")
-    bar = tqdm(total=6, desc="seed designs", unit="design", file=sys.stderr)
+    bar = tqdm(total=6, desc="paper designs", unit="design", file=sys.stderr)
 
     def one(path):
         report = evaluate(path, liberty=args.liberty, cell_models=args.cell_models,
@@ -98,9 +98,9 @@ def _run_seed(args):
     settings = {"ops": args.ops, "seed": args.seed, "goal": args.goal,
                 "liberty": str(args.liberty or DEFAULT_LIBERTY),
                 "timed": not args.zero_delay,
-                "command": _seed_command(args)}
+                "command": _paper_command(args)}
     try:
-        _, md = seed_table(args.rtl_dir, args.out, evaluate_fn=one, settings=settings,
+        _, md = paper_table(args.rtl_dir, args.out, evaluate_fn=one, settings=settings,
                            progress=lambda n: bar.set_description(n))
     finally:
         bar.close()
@@ -110,9 +110,9 @@ def _run_seed(args):
     return 0
 
 
-def _seed_command(args):
+def _paper_command(args):
     """The command line that reproduces the table (non-default flags only)."""
-    parts = ["wrapkit synth seed"]
+    parts = ["wrapkit synth paper"]
     for flag, value, default in (("--ops", args.ops, 2000), ("--seed", args.seed, 0),
                                  ("--goal", args.goal, "delay"),
                                  ("--liberty", args.liberty, None),
@@ -132,19 +132,19 @@ def register(subparsers):
         description="Synthesize a generated MAC (rtl/<name>.json) onto a standard-cell "
                     "library, time it, simulate the netlist with operands and report area, "
                     "cycle time and energy per group (multiplier, accumulator, cyclic, "
-                    "auxiliary). 'seed' runs the seed's six configurations and writes the "
+                    "auxiliary). 'paper' runs the paper's six configurations and writes the "
                     "comparison table.")
     p.add_argument("design", metavar="DESIGN",
-                   help="a design manifest rtl/<name>.json, or 'seed' for the six-design table")
+                   help="a design manifest rtl/<name>.json, or 'paper' for the six-design table")
     p.add_argument("--stimulus", default="random", metavar="random|FILE",
                    help="operands: 'random' (default) or a .npz/.csv with a, w (weight "
                         "codes), en, clr")
     _common(p)
     p.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
     p.add_argument("--rtl-dir", default="rtl", metavar="DIR",
-                   help="with 'seed': folder of the seed designs (default: rtl)")
+                   help="with 'paper': folder of the paper designs (default: rtl)")
     p.add_argument("--out", default="docs/results", metavar="DIR",
-                   help="with 'seed': folder for mac_synthesis.{md,json,png} "
+                   help="with 'paper': folder for mac_synthesis.{md,json,png} "
                         "(default: docs/results)")
     p.set_defaults(func=_run)
     from .estimate_cli import register_estimate  # `wrapkit estimate` (network level)

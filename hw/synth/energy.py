@@ -16,7 +16,7 @@ capacitance and input slews OpenSTA computed):
 
 Group attribution follows the driver: a net's switching energy belongs to the group of the
 cell that drives it. Primary-input nets are split over the groups of the pins they load (by
-capacitance), and the clock net -- ideal here, with no clock tree -- is auxiliary, as the seed
+capacitance), and the clock net -- ideal here, with no clock tree -- is auxiliary, as the paper
 counts clock distribution.
 
 Why not OpenSTA's ``report_power`` with annotated activities: the installed OpenSTA 2.0.17

@@ -11,7 +11,7 @@ imported until the command runs. Method: :mod:`wrapkit.hw.synth.network`, docs/e
 
 import sys
 
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 __all__ = ["register_estimate"]
 
@@ -79,7 +79,7 @@ def _run(args):
         timed=not args.zero_delay, use_cache=not args.no_cache,
         progress=lambda s: print(f"wrapkit estimate: {s}", file=sys.stderr, flush=True))
     md = estimate_markdown(result)
-    from wrapkit.ref.files import atomic_write_json, atomic_write_text
+    from wrapkit.common.files import atomic_write_json, atomic_write_text
 
     try:
         if args.json:

@@ -1,9 +1,9 @@
 """The whole estimation flow for one generated design: synthesis -> timing -> gate-level
 simulation -> energy, with caching.
 
-``evaluate(manifest_path)`` returns a JSON-able report in the units of the seed's Tables
+``evaluate(manifest_path)`` returns a JSON-able report in the units of the paper's Tables
 2.11-2.13: cycle time (ns), throughput (Gops, 2 operations per cycle -- a multiplication and an
-addition, the seed's convention), cell area (um^2), power (mW), area efficiency (um^2/Gops)
+addition, the paper's convention), cell area (um^2), power (mW), area efficiency (um^2/Gops)
 and energy efficiency (fJ/op), each split into the groups multiplier / accumulator / cyclic /
 auxiliary.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from wrapkit import __version__
 from wrapkit.ref.datapath import MacConfig
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 from . import cache
 from .activity import Stimulus, random_stimulus, simulate
@@ -35,10 +35,10 @@ __all__ = ["FLOW_VERSION", "GROUP_ORDER", "OPS_PER_CYCLE", "DesignFlow", "evalua
 #: flow's own source files, so an edited flow never reads results of an older one.
 FLOW_VERSION = "2"
 
-#: A MAC completes a multiplication and an addition per cycle (the seed's throughput).
+#: A MAC completes a multiplication and an addition per cycle (the paper's throughput).
 OPS_PER_CYCLE = 2
 
-#: Report order of the groups (the seed's table columns).
+#: Report order of the groups (the paper's table columns).
 GROUP_ORDER = ("multiplier", "accumulator", "cyclic", "auxiliary")
 
 # The simulated clock is slower than the minimum period: inputs change 1/20 period after the

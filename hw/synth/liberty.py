@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 __all__ = ["Cell", "Library", "Pin", "PowerTable", "read_liberty"]
 

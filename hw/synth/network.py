@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from wrapkit.ref.datapath import MacConfig
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 from .activity import Stimulus
 

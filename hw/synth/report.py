@@ -1,7 +1,7 @@
-"""Reports in the layout of the seed's Tables 2.11-2.13 and Fig. 2.2: one design, or the six
-seed configurations side by side with the seed's 28 nm figures.
+"""Reports in the layout of the paper's Tables 2.11-2.13 and Fig. 2.2: one design, or the six
+paper configurations side by side with the paper's 28 nm figures.
 
-The seed (WrapNet, App. 2.6.3) synthesized its MACs in TSMC 28 nm with Synopsys Design
+The paper (WrapNet, App. 2.6.3) synthesized its MACs in TSMC 28 nm with Synopsys Design
 Compiler and Cadence Innovus (placed and routed, 0.9 V, typical corner) and simulated them with
 operands of a ResNet-18 layer. This flow uses open tools and the OSU 0.18 um library at 1.8 V
 with random operands, so absolute numbers differ by the technology (roughly 6x the feature
@@ -11,21 +11,21 @@ above all 8-bit against 32-bit accumulators.
 
 from pathlib import Path
 
-from wrapkit.ref.configs import SEED_MACS
-from wrapkit.ref.errors import UserError
-from wrapkit.ref.files import atomic_write_json, atomic_write_text
+from wrapkit.ref.configs import PAPER_MACS
+from wrapkit.common.errors import UserError
+from wrapkit.common.files import atomic_write_json, atomic_write_text
 
 from .flow import GROUP_ORDER
 
-__all__ = ["SEED_28NM", "design_markdown", "gains", "seed_markdown", "seed_table",
+__all__ = ["PAPER_28NM", "design_markdown", "gains", "paper_markdown", "paper_table",
            "write_plots"]
 
 _LABEL = {"multiplier": "Multiplier", "accumulator": "Accumulator", "cyclic": "Cyclic act.",
           "auxiliary": "Auxiliary"}
 
-#: The seed's Tables 2.11-2.13 (28 nm), by the short names of wrapkit.ref.configs.SEED_MACS.
+#: The paper's Tables 2.11-2.13 (28 nm), by the short names of wrapkit.ref.configs.PAPER_MACS.
 #: Groups missing from a design (no cyclic unit with a 32-bit accumulator) are None.
-SEED_28NM = {
+PAPER_28NM = {
     "8x8_acc32": {"cycle_ns": 0.31, "gops": 6.5, "area_um2": 1298, "power_mw": 2.78,
                   "area_eff": (96, 91, None, 12, 199), "energy": (144, 173, None, 111, 428)},
     "3x1_acc32": {"cycle_ns": 0.29, "gops": 7.0, "area_um2": 732, "power_mw": 1.90,
@@ -44,14 +44,14 @@ TECHNOLOGY_NOTE = (
     "Technology: this flow maps onto the OSU 0.18 um standard cells (Debian "
     "qflow-tech-osu018, 1.8 V, typical corner) with Yosys/ABC, times with OpenSTA and "
     "simulates the mapped netlist in Icarus with SDF cell delays -- no placement, routing or "
-    "clock tree. The seed used TSMC 28 nm at 0.9 V with Synopsys DC and Cadence Innovus "
+    "clock tree. The paper used TSMC 28 nm at 0.9 V with Synopsys DC and Cadence Innovus "
     "(post-layout power). The feature size differs by 6.4x and the supply voltage by 2x, so "
     "absolute area, delay and energy are not comparable; compare the ratios between designs "
     "and the group shares.")
 
 
-def _spread(results, ours, seed):
-    vals = [ours(results[n]) / seed(SEED_28NM[n]) for n in results]
+def _spread(results, ours, paper):
+    vals = [ours(results[n]) / paper(PAPER_28NM[n]) for n in results]
     return f"{min(vals):.0f}-{max(vals):.0f}x"
 
 
@@ -118,9 +118,9 @@ def design_markdown(report):
 
 
 def gains(results):
-    """8-bit vs 32-bit accumulator ratios (32-bit figure / 8-bit figure), ours and the seed's.
+    """8-bit vs 32-bit accumulator ratios (32-bit figure / 8-bit figure), ours and the paper's.
 
-    ``results`` maps seed short names to evaluate() reports.
+    ``results`` maps paper short names to evaluate() reports.
     """
     out = []
     for mult in ("8x8", "3x1"):
@@ -129,7 +129,7 @@ def gains(results):
             if wide not in results or narrow not in results:
                 continue
             rw, rn = results[wide], results[narrow]
-            sw, sn = SEED_28NM[wide], SEED_28NM[narrow]
+            sw, sn = PAPER_28NM[wide], PAPER_28NM[narrow]
             out.append({
                 "multiplier": mult, "k": k, "wide": wide, "narrow": narrow,
                 "area_efficiency_gain": rw["area_efficiency_um2_per_gops"]["total"]
@@ -141,28 +141,28 @@ def gains(results):
                     / rn["energy"]["glitch_free"]["energy_fj_per_op"]["total"],
                 "cycle_time_ratio": rw["cycle_time_ns"] / rn["cycle_time_ns"],
                 "area_ratio": rw["area_um2"]["total"] / rn["area_um2"]["total"],
-                "seed_area_efficiency_gain": sw["area_eff"][-1] / sn["area_eff"][-1],
-                "seed_energy_gain": sw["energy"][-1] / sn["energy"][-1],
+                "paper_area_efficiency_gain": sw["area_eff"][-1] / sn["area_eff"][-1],
+                "paper_energy_gain": sw["energy"][-1] / sn["energy"][-1],
             })
     return out
 
 
-def seed_markdown(results, settings):
-    """The six-configuration report (markdown) in the seed's table layout."""
-    names = [n for n in SEED_MACS if n in results]
+def paper_markdown(results, settings):
+    """The six-configuration report (markdown) in the paper's table layout."""
+    names = [n for n in PAPER_MACS if n in results]
     head = "| Act. | Weight | Acc. | k | "
     lines = [
-        "# MAC synthesis: the seed's six configurations (Tables 2.11-2.13, Fig. 2.2)",
+        "# MAC synthesis: the paper's six configurations (Tables 2.11-2.13, Fig. 2.2)",
         "",
         f"Produced by `{settings['command']}` ({settings['ops']} random operations per design, "
         f"seed {settings['seed']}, mapping goal `{settings['goal']}`, library "
         f"`{Path(settings['liberty']).name}`). Each row pair gives this flow (OSU 180 nm) "
-        f"and the seed (28 nm). Throughput counts 2 operations per cycle (the seed's "
+        f"and the paper (28 nm). Throughput counts 2 operations per cycle (the paper's "
         f"convention); area and energy efficiency are area and power divided by throughput.",
         "",
         TECHNOLOGY_NOTE + " In this run the 180 nm designs have "
         + _spread(results, lambda r: r["area_um2"]["total"], lambda s: s["area_um2"])
-        + " the seed's cell area, "
+        + " the paper's cell area, "
         + _spread(results, lambda r: r["cycle_time_ns"], lambda s: s["cycle_ns"])
         + " its cycle time and "
         + _spread(results, lambda r: r["energy"]["stimulus_based"]["energy_fj_per_op"]["total"],
@@ -176,14 +176,14 @@ def seed_markdown(results, settings):
         "|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for n in names:
-        r, s = results[n], SEED_28NM[n]
-        cfg = _cfg_cells(SEED_MACS[n])
+        r, s = results[n], PAPER_28NM[n]
+        cfg = _cfg_cells(PAPER_MACS[n])
         lines.append("| " + " | ".join(cfg) + f" | 180 nm | {r['cycle_time_ns']:.2f} | "
                      f"{r['throughput_gops']:.2f} | {_fmt(r['area_um2']['total'])} | "
                      f"{r['energy']['stimulus_based']['power_mw']['total']:.2f} |")
-        lines.append("| | | | | seed 28 nm | " f"{s['cycle_ns']:.2f} | {s['gops']:.1f} | "
+        lines.append("| | | | | paper 28 nm | " f"{s['cycle_ns']:.2f} | {s['gops']:.1f} | "
                      f"{_fmt(s['area_um2'])} | {s['power_mw']:.2f} |")
-    for title, key, seed_key, unit in (
+    for title, key, paper_key, unit in (
             ("Area breakdown (Table 2.12)", "area_efficiency_um2_per_gops", "area_eff",
              "Cell area efficiency (um^2/Gops)"),
             ("Energy breakdown (Table 2.13)", None, "energy", "Energy efficiency (fJ/op)")):
@@ -194,25 +194,25 @@ def seed_markdown(results, settings):
         for n in names:
             r = results[n]
             d = (r[key] if key else r["energy"]["stimulus_based"]["energy_fj_per_op"])
-            seed = SEED_28NM[n][seed_key]
-            cfg = _cfg_cells(SEED_MACS[n])
+            paper = PAPER_28NM[n][paper_key]
+            cfg = _cfg_cells(PAPER_MACS[n])
             lines.append("| " + " | ".join(cfg) + " | 180 nm | "
                          + " | ".join(_with_pct(_groups(d), d["total"]))
                          + f" | {_fmt(d['total'])} |")
-            lines.append("| | | | | seed 28 nm | "
-                         + " | ".join(_with_pct(list(seed[:4]), seed[4]))
-                         + f" | {_fmt(seed[4])} |")
+            lines.append("| | | | | paper 28 nm | "
+                         + " | ".join(_with_pct(list(paper[:4]), paper[4]))
+                         + f" | {_fmt(paper[4])} |")
     lines += ["", "## 8-bit vs 32-bit accumulator", "",
               "Gain = figure of the 32-bit design / figure of the 8-bit design with the same "
               "multiplier (higher is better for the 8-bit design). Targets for 8x8: area "
               "efficiency >= 2.5x, energy >= 2x.", "",
-              "| Multiplier | 8-bit design | Area eff. gain | seed | Energy gain | seed | "
+              "| Multiplier | 8-bit design | Area eff. gain | paper | Energy gain | paper | "
               "Energy gain, glitch-free | Cycle-time ratio | Area ratio |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for g in gains(results):
         lines.append(f"| {g['multiplier']} | k={g['k']} | {g['area_efficiency_gain']:.2f}x | "
-                     f"{g['seed_area_efficiency_gain']:.2f}x | {g['energy_gain']:.2f}x | "
-                     f"{g['seed_energy_gain']:.2f}x | {g['energy_gain_glitch_free']:.2f}x | "
+                     f"{g['paper_area_efficiency_gain']:.2f}x | {g['energy_gain']:.2f}x | "
+                     f"{g['paper_energy_gain']:.2f}x | {g['energy_gain_glitch_free']:.2f}x | "
                      f"{g['cycle_time_ratio']:.2f} | {g['area_ratio']:.2f} |")
     lines += ["", "## Energy under other activity assumptions (fJ/op, total)", "",
               "Stimulus-based counts every transition of the SDF-timed simulation (glitches "
@@ -237,25 +237,25 @@ def seed_markdown(results, settings):
 
 
 def write_plots(results, path):
-    """Stacked bars of area efficiency and energy per group, this flow vs the seed (Fig. 2.2).
+    """Stacked bars of area efficiency and energy per group, this flow vs the paper (Fig. 2.2).
     """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [n for n in SEED_MACS if n in results]
+    names = [n for n in PAPER_MACS if n in results]
     colors = {"multiplier": "#4c72b0", "accumulator": "#dd8452", "cyclic": "#e5c443",
               "auxiliary": "#8c8c8c"}
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     panels = [
         (axes[0, 0], "Area efficiency (um^2/Gops), OSU 180 nm",
          lambda n: _groups(results[n]["area_efficiency_um2_per_gops"])),
-        (axes[0, 1], "Area efficiency (um^2/Gops), seed 28 nm",
-         lambda n: list(SEED_28NM[n]["area_eff"][:4])),
+        (axes[0, 1], "Area efficiency (um^2/Gops), paper 28 nm",
+         lambda n: list(PAPER_28NM[n]["area_eff"][:4])),
         (axes[1, 0], "Energy (fJ/op), OSU 180 nm",
          lambda n: _groups(results[n]["energy"]["stimulus_based"]["energy_fj_per_op"])),
-        (axes[1, 1], "Energy (fJ/op), seed 28 nm",
-         lambda n: list(SEED_28NM[n]["energy"][:4])),
+        (axes[1, 1], "Energy (fJ/op), paper 28 nm",
+         lambda n: list(PAPER_28NM[n]["energy"][:4])),
     ]
     for ax, title, values in panels:
         bottom = [0.0] * len(names)
@@ -268,7 +268,7 @@ def write_plots(results, path):
         ax.set_xticklabels([n.replace("_", "\n", 1) for n in names], fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle("MAC area and energy breakdown: this flow (left) vs the seed (right)")
+    fig.suptitle("MAC area and energy breakdown: this flow (left) vs the paper (right)")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -279,28 +279,28 @@ def write_plots(results, path):
     return path
 
 
-def seed_table(rtl_dir, out_dir, *, evaluate_fn, settings, stem="mac_synthesis",
+def paper_table(rtl_dir, out_dir, *, evaluate_fn, settings, stem="mac_synthesis",
                progress=None):
-    """Evaluate the six seed designs in ``rtl_dir`` and write ``<stem>.{md,json,png}``.
+    """Evaluate the six paper designs in ``rtl_dir`` and write ``<stem>.{md,json,png}``.
 
     ``evaluate_fn(manifest_path)`` returns one design's report; ``settings`` (ops, seed, goal,
     liberty, command) is recorded with the results.
     """
     rtl_dir = Path(rtl_dir)
     results = {}
-    missing = [n for n, cfg in SEED_MACS.items() if not (rtl_dir / f"{cfg.name}.json").is_file()]
+    missing = [n for n, cfg in PAPER_MACS.items() if not (rtl_dir / f"{cfg.name}.json").is_file()]
     if missing:
-        raise UserError(f"{rtl_dir} lacks the seed design(s) "
-                        f"{', '.join(SEED_MACS[n].name for n in missing)}; generate them with "
-                        f"`wrapkit rtl seed --out {rtl_dir}` (or `make rtl`)")
-    for n, cfg in SEED_MACS.items():
+        raise UserError(f"{rtl_dir} lacks the paper design(s) "
+                        f"{', '.join(PAPER_MACS[n].name for n in missing)}; generate them with "
+                        f"`wrapkit rtl paper --out {rtl_dir}` (or `make rtl`)")
+    for n, cfg in PAPER_MACS.items():
         if progress:
             progress(n)
         results[n] = evaluate_fn(rtl_dir / f"{cfg.name}.json")
     out_dir = Path(out_dir)
-    md = seed_markdown(results, settings)
-    doc = {"schema": "wrapkit.synth-seed/1", "settings": settings,
-           "technology_note": TECHNOLOGY_NOTE, "seed_28nm": SEED_28NM,
+    md = paper_markdown(results, settings)
+    doc = {"schema": "wrapkit.synth-paper/1", "settings": settings,
+           "technology_note": TECHNOLOGY_NOTE, "paper_28nm": PAPER_28NM,
            "gains_8bit_vs_32bit": gains(results),
            "designs": {n: {k: v for k, v in r.items() if k != "cache_entry"}
                        for n, r in results.items()}}

@@ -12,7 +12,7 @@ vvp        ``iverilog``         running it
 =========  ===================  =========================================
 
 and the default standard-cell library from ``qflow-tech-osu018``. A missing program or library
-is a :class:`~wrapkit.ref.errors.UserError` whose message names the package to install.
+is a :class:`~wrapkit.common.errors.UserError` whose message names the package to install.
 """
 
 import functools
@@ -21,7 +21,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 __all__ = [
     "DEFAULT_LIBERTY",

@@ -1,11 +1,11 @@
-"""Logic synthesis with Yosys onto a standard-cell liberty, keeping the seed's area groups.
+"""Logic synthesis with Yosys onto a standard-cell liberty, keeping the paper's area groups.
 
-The MAC's Verilog (from ``wrapkit rtl``) has one module per area group of the seed's Fig. 2.4:
+The MAC's Verilog (from ``wrapkit rtl``) has one module per area group of the paper's Fig. 2.4:
 instance ``mult`` (multiplier and product register), ``accum`` (adder and accumulator register),
 ``cyclic`` (cyclic activation) and the top's own logic (the en/clr pipeline flops: auxiliary).
 The manifest names them (``hierarchy`` and ``modules``). The script marks the group modules
 ``keep_hierarchy`` and flattens everything else, so logic is optimized freely *inside* a group
-but never moved *across* groups -- the same boundary the seed's per-group breakdown assumes.
+but never moved *across* groups -- the same boundary the paper's per-group breakdown assumes.
 
 Script (``{...}`` filled in by :func:`yosys_script`)::
 
@@ -22,7 +22,7 @@ Script (``{...}`` filled in by :func:`yosys_script`)::
     stat -liberty {lib}          # area per module (parsed by parse_stat)
     write_verilog / write_json
 
-The delay-oriented ABC script (the default goal, like the seed's maximum-frequency synthesis)
+The delay-oriented ABC script (the default goal, like the paper's maximum-frequency synthesis)
 maps for minimum delay and then buffers and resizes gates on the critical paths; the area goal
 uses Yosys' default ABC script.
 """
@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 from .liberty import Library
 from .tools import ToolError, run_tool

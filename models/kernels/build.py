@@ -21,14 +21,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from wrapkit.ref.errors import UserError
+from wrapkit.common.errors import UserError
 
 __all__ = ["SCALAR_FLAGS", "VECTOR_FLAGS", "cache_dir", "load_library"]
 
 _SOURCE = Path(__file__).with_name("bitpack_gemm.c")
 
 #: Scalar build: optimized, but no auto-vectorization, so neither the int32 loop nor the
-#: packed loop may use SIMD instructions (the seed's setting: a CPU without vector MACs).
+#: packed loop may use SIMD instructions (the paper's setting: a CPU without vector MACs).
 #: ``-mgeneral-regs-only`` (x86-64, AArch64) additionally forbids any SIMD register.
 SCALAR_FLAGS = ("-O2", "-fno-tree-vectorize", "-fno-tree-slp-vectorize")
 #: For comparison only: let the compiler vectorize both loops for this machine.

@@ -1,0 +1,7 @@
+"""Plumbing every wrapkit package shares: user errors, atomic file writes, argument checks and
+build caches guarded by a file lock.
+
+Nothing here knows about integers, hardware or training; ``wrapkit.ref`` (integer semantics),
+``wrapkit.hw``, ``wrapkit.sim``, ``wrapkit.models`` and ``wrapkit.flow`` all build on it, and it
+imports none of them.
+"""
