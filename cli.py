@@ -21,7 +21,7 @@ _COMMAND_MODULES = (
     "wrapkit.models.cli",   # train
     "wrapkit.models.export_cli",  # export, infer
     "wrapkit.hw.synth.cli", # synth, estimate
-    "wrapkit.sim.flow_cli", # flow (demo, its quick preset, is registered with cosim)
+    "wrapkit.flow.cli",     # flow, demo (its quick preset)
 )
 
 

@@ -2,6 +2,6 @@
 
 Entry points: :func:`wrapkit.sim.cosim.cosim_mac`, :func:`wrapkit.sim.cosim.cosim_cyclic`
 (one call per design and simulator), :func:`wrapkit.sim.runner.run` (any cocotb test module),
-and the ``wrapkit cosim`` / ``wrapkit demo`` commands. See docs/verification.md. Nothing here
+and the ``wrapkit cosim`` command. See docs/verification.md. Nothing here
 imports cocotb at package import time; the ``tb_*`` modules run inside the simulator.
 """

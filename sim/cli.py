@@ -1,4 +1,4 @@
-"""``wrapkit cosim`` and ``wrapkit demo``: cosimulate generated RTL against wrapkit.ref.
+"""``wrapkit cosim``: cosimulate generated RTL against wrapkit.ref.
 
 ::
 
@@ -6,7 +6,6 @@
     wrapkit cosim mac path/to/design.json --sim icarus
     wrapkit cosim cyclic --sim icarus --acc-bits 4-10 --k 1-4
     wrapkit cosim paper [--ops 20000] [--sims icarus,verilator]
-    wrapkit demo                     # the end-to-end flow's quick preset (sim/flow_cli.py)
 
 Exit status: 0 all checks passed, 1 a mismatch (or a failing testbench), 2 bad input or a
 missing tool. cocotb and Amaranth are imported only when a subcommand runs.
@@ -207,17 +206,6 @@ def register(subparsers):
                       help="where to write the designs (default: the checkout's rtl/)")
     paper.set_defaults(func=_run_demo)
 
-    # `wrapkit demo` is the end-to-end flow's quick preset (sim/flow_cli.py, issue 8).
-    from .flow_cli import add_flow_arguments, run_demo
-
-    demo = subparsers.add_parser(
-        "demo", help="the main job: `wrapkit flow` with the quick preset (about 10 min)",
-        description="Train WrapNet and its 32-bit baseline on Fashion-MNIST, export, run the "
-                    "integer engine, generate and cosimulate the MAC RTL, synthesize both "
-                    "datapaths and write out/quick/report.{md,html} (same as `wrapkit flow "
-                    "--preset quick`; see docs/flow.md).")
-    add_flow_arguments(demo, demo=True)
-    demo.set_defaults(func=run_demo)
     return cosim
 
 
@@ -227,4 +215,4 @@ def _add_sim(parser):
 
 
 if __name__ == "__main__":  # pragma: no cover - use the `wrapkit` console script
-    sys.exit("run `wrapkit cosim ...` or `wrapkit demo`")
+    sys.exit("run `wrapkit cosim ...`")

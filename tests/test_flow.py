@@ -14,16 +14,21 @@ handle, in one sequence so the 2-core test machine trains only once:
 About a minute on one core.
 """
 
+import ast
+import importlib
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import wrapkit
 from wrapkit.cli import main
 from wrapkit.hw.synth.network import sample_stream
 from wrapkit.ref.variants import with_accumulator
-from wrapkit.sim.flow import PRESETS, FlowConfig, config_from, result_digest
+from wrapkit.flow.cache import result_digest
+from wrapkit.flow.config import PRESETS, FlowConfig, config_from
 
 STAGE_NAMES = ("train", "export", "rtl", "cosim", "synth", "report")
 
@@ -272,3 +277,65 @@ def test_estimate_bad_input(tmp_path, capsys):
     assert main(["estimate", "x.wkx", "--baseline-acc-bits", "1"]) == 2
     assert re.match(r"^wrapkit estimate: error: --baseline-acc-bits must be 0 \(no baseline\) "
                     r"or in \[2, 62\], got 1$", capsys.readouterr().err)
+
+
+# -- the package's structure --------------------------------------------------------------------
+
+PACKAGE = Path(wrapkit.__file__).resolve().parent
+
+
+def _wrapkit_imports(path):
+    """The wrapkit modules ``path`` imports, anywhere in it (function-level imports too), as
+    dotted names: ``from .config import X`` in wrapkit/flow/runner.py gives wrapkit.flow.config."""
+    module = "wrapkit." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("wrapkit")}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            if base.startswith("wrapkit"):
+                found.add(base)
+                found |= {f"{base}.{a.name}" for a in node.names}   # `from . import x`
+    return found
+
+
+def test_flow_modules_import_and_form_no_cycle():
+    files = sorted((PACKAGE / "flow").glob("*.py"))
+    names = {f"wrapkit.flow.{f.stem}" for f in files if f.stem != "__init__"}
+    assert {"wrapkit.flow.config", "wrapkit.flow.runner", "wrapkit.flow.cli"} <= names
+    graph = {}
+    for f in files:
+        if f.stem != "__init__":
+            importlib.import_module(f"wrapkit.flow.{f.stem}")
+            graph[f"wrapkit.flow.{f.stem}"] = _wrapkit_imports(f) & names
+    # Depth-first search for a path from a module back to itself.
+    def reaches(start, goal, seen):
+        for nxt in graph[start]:
+            if nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})):
+                return True
+        return False
+    cycles = sorted(m for m in graph if reaches(m, m, {m}))
+    assert cycles == [], f"flow modules that import themselves back: {cycles}"
+
+
+@pytest.mark.parametrize("package, forbidden", [
+    ("common", ("wrapkit.flow", "wrapkit.models", "wrapkit.sim", "wrapkit.hw", "wrapkit.ref")),
+    ("ref", ("wrapkit.flow", "wrapkit.models")),
+    ("hw", ("wrapkit.flow", "wrapkit.models")),
+    ("sim", ("wrapkit.flow", "wrapkit.models")),
+    ("models", ("wrapkit.flow",)),
+])
+def test_data_flows_one_way_to_the_flow(package, forbidden):
+    """Nothing below the flow imports it, and neither verification nor hardware needs the
+    training code: data flows models -> export -> ref -> hw/sim -> flow."""
+    bad = sorted(f"{path.relative_to(PACKAGE)} imports {name}"
+                 for path in (PACKAGE / package).rglob("*.py")
+                 for name in _wrapkit_imports(path)
+                 if name.split(".")[:2] in [f.split(".") for f in forbidden])
+    assert bad == []

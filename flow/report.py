@@ -3,153 +3,21 @@
 The report is built once as a list of blocks (headings, paragraphs, tables, figures) and
 rendered twice: markdown with the plots as files beside it (``plots/*.png``), and HTML with
 the same plots embedded as base64 data URIs and its style inline, so ``report.html`` can be
-mailed or archived alone. ``summary.json`` holds every figure the report shows, plus the
-consistency checks (:func:`checks`).
+mailed or archived alone. ``summary.json`` (:mod:`wrapkit.flow.summary`) holds every figure
+the report shows, plus the consistency checks.
 """
 
 import base64
 import html
-import json
-from pathlib import Path
 
-from wrapkit import __version__
 from wrapkit.common.files import atomic_write_json, atomic_write_text
 
-__all__ = ["build_summary", "checks", "write_report"]
+from .summary import AREA_GROUPS, build_summary
 
-SCHEMA = "wrapkit.flow.summary/1"
-_GROUPS = ("multiplier", "accumulator", "cyclic", "auxiliary")
-_COLORS = {"multiplier": "#4c72b0", "accumulator": "#dd8452", "cyclic": "#55a868",
-           "auxiliary": "#8c8c8c"}
+__all__ = ["stage_report", "write_report"]
 
-
-# -- the figures --------------------------------------------------------------------------------
-
-def _energy_groups(est, role):
-    """Energy per inference (nJ) per area group of ``est[role]``, summed over the layers."""
-    out = dict.fromkeys(_GROUPS, 0.0)
-    for row in est["layers"]:
-        groups = row.get(f"{role}_energy_groups_fj_per_mac")
-        if row["float_only"] or not groups:
-            continue
-        for g, v in groups.items():
-            out[g] = out.get(g, 0.0) + v * row["macs"] * 1e-6
-    return out
-
-
-def _configs(synth):
-    """The three energy configurations: (label, estimate, role)."""
-    w, b = synth["wrapnet"], synth["baseline"]
-    return [
-        (f"WrapNet on {w['datapath']['design']}", w, "datapath"),
-        (f"WrapNet operands on {w['baseline']['design']}", w, "baseline"),
-        (f"32-bit baseline on {b['datapath']['design']}", b, "datapath"),
-    ]
-
-
-def checks(summary):
-    """The consistency checks summary.json records (all True on a good run)."""
-    eng = summary["engine"]["networks"]
-    syn = summary["synth"]
-    return {k: bool(v) for k, v in {
-        "cosim_mismatches_zero": summary["cosim"]["mismatches"] == 0
-        and summary["cosim"]["checked"] > 0,
-        "engine_matches_pytorch_within_0.1_points": all(
-            abs(n["engine_minus_pytorch_points"]) <= 0.1 for n in eng.values()),
-        "area_8bit_below_32bit": syn["datapath_8"]["mac_area_um2"]
-        < syn["datapath_32"]["mac_area_um2"],
-        "energy_8bit_below_32bit": syn["energy_per_inference_nj"]["wrapnet_8bit"]
-        < syn["energy_per_inference_nj"]["baseline_32bit"],
-        "energy_8bit_below_32bit_same_operands": syn["energy_per_inference_nj"]["wrapnet_8bit"]
-        < syn["energy_per_inference_nj"]["wrapnet_operands_32bit"],
-    }.items()}
-
-
-def build_summary(cfg, run_dir, results, state):
-    """Every figure of the run as one JSON-able dict."""
-    train, export, rtl, cosim, synth = (results[s] for s in
-                                        ("train", "export", "rtl", "cosim", "synth"))
-    w, b = synth["wrapnet"], synth["baseline"]
-
-    def datapath(e):
-        return {k: e[k] for k in ("design", "cycle_time_ns", "mac_area_um2",
-                                  "mac_area_groups_um2", "array_macs", "array_area_mm2",
-                                  "macs_per_inference", "energy_per_inference_nj",
-                                  "latency_us")}
-
-    layers = []
-    for row_w, row_b in zip(w["layers"], b["layers"]):
-        layers.append({
-            "name": row_w["layer"], "geometry": row_w.get("geometry"),
-            "precision": row_w.get("precision"), "macs_per_inference": row_w["macs"],
-            "wrapnet_8bit_fj_per_mac": row_w.get("datapath_energy_fj_per_mac"),
-            "wrapnet_operands_32bit_fj_per_mac": row_w.get("baseline_energy_fj_per_mac"),
-            "baseline_32bit_fj_per_mac": row_b.get("datapath_energy_fj_per_mac"),
-            "wrapnet_8bit_nj": row_w.get("datapath_energy_nj"),
-            "wrapnet_operands_32bit_nj": row_w.get("baseline_energy_nj"),
-            "baseline_32bit_nj": row_b.get("datapath_energy_nj"),
-        })
-    stages = state.get("stages", {})
-    summary = {
-        "schema": SCHEMA,
-        "wrapkit": __version__,
-        "run": Path(run_dir).name,
-        "preset": cfg.preset,
-        "config": cfg.to_dict(),
-        "stage_seconds": {s: stages.get(s, {}).get("seconds") for s in
-                          ("train", "export", "rtl", "cosim", "synth")},
-        "training": {name: {k: r[k] for k in ("method", "test_accuracy", "mean_overflow_rate",
-                                               "act_bits", "epochs", "train_seconds",
-                                               "stage_results", "dir")}
-                     for name, r in train["runs"].items()},
-        "train_images": train["train_images"],
-        "engine": {
-            "test_images": export["test_images"],
-            "networks": {n: {k: v for k, v in e.items() if k != "layers"}
-                         | {"layers": _layer_rows(e)} for n, e in export["networks"].items()},
-            "forced_plain_accumulator": {n: {k: v for k, v in e.items() if k != "layers"}
-                                         | {"layers": _layer_rows(e)}
-                                         for n, e in export["forced"].items()},
-            "accuracy_vs_acc_bits": export["sweep"],
-            "sweep_images": export["sweep_images"],
-        },
-        "rtl": rtl,
-        "cosim": {"checked": cosim["checked"], "mismatches": cosim["mismatches"],
-                  "runs": [{k: v for k, v in r.items() if k != "examples"}
-                           for r in cosim["runs"]]},
-        "synth": {
-            "liberty": synth["liberty"],
-            "datapath_8": datapath(w["datapath"]),
-            "datapath_32": datapath(b["datapath"]),
-            "energy_per_inference_nj": {
-                "wrapnet_8bit": w["datapath"]["energy_per_inference_nj"],
-                "wrapnet_operands_32bit": w["baseline"]["energy_per_inference_nj"],
-                "baseline_32bit": b["datapath"]["energy_per_inference_nj"],
-            },
-            "energy_groups_nj": {label: _energy_groups(est, role)
-                                 for label, (_, est, role) in
-                                 zip(("wrapnet_8bit", "wrapnet_operands_32bit",
-                                      "baseline_32bit"), _configs(synth))},
-            "ratios_32_over_8": synth["ratios"],
-            "layers": layers,
-            "estimate_images": w["images"],
-            "ops_per_layer": cfg.estimate_ops,
-        },
-    }
-    summary["checks"] = checks(summary)
-    return summary
-
-
-def _layer_rows(ev):
-    return [{"index": r["index"], "name": r["name"], "layer": r["layer"],
-             "mac": _mac_name(r["mac"]), "macs_per_image": r["macs_per_image"],
-             "overflow_rate": r["overflow_rate"], "cyclic_fold_rate": r["cyclic_fold_rate"],
-             "max_abs_preactivation": r["max_abs_preactivation"]} for r in ev["layers"]]
-
-
-def _mac_name(mac):
-    from wrapkit.ref.datapath import MacConfig
-    return MacConfig.from_dict(mac).name
+_GROUP_COLORS = {"multiplier": "#4c72b0", "accumulator": "#dd8452", "cyclic": "#55a868",
+                 "auxiliary": "#8c8c8c"}
 
 
 # -- plots ------------------------------------------------------------------------------------
@@ -259,11 +127,11 @@ def _stacked(ax, bars, ylabel):
 
     x = np.arange(len(bars))
     bottom = np.zeros(len(bars))
-    for g in _GROUPS:
+    for g in AREA_GROUPS:
         vals = np.array([groups.get(g, 0.0) for _, groups in bars])
         if not vals.any():
             continue
-        ax.bar(x, vals, 0.55, bottom=bottom, label=g, color=_COLORS[g])
+        ax.bar(x, vals, 0.55, bottom=bottom, label=g, color=_GROUP_COLORS[g])
         bottom += vals
     for xi, total in zip(x, bottom):
         ax.text(xi, total, f"{total:,.0f}", ha="center", va="bottom", fontsize=8)
@@ -380,7 +248,7 @@ def _blocks(summary, plots):
         ("h2", "5. Synthesis and energy"),
         ("table", ["group", f"`{d8['design']}` (um^2)", f"`{d32['design']}` (um^2)"],
          [[g, f"{d8['mac_area_groups_um2'].get(g, 0):,.0f}",
-           f"{d32['mac_area_groups_um2'].get(g, 0):,.0f}"] for g in _GROUPS
+           f"{d32['mac_area_groups_um2'].get(g, 0):,.0f}"] for g in AREA_GROUPS
           if g in d8["mac_area_groups_um2"] or g in d32["mac_area_groups_um2"]]
          + [["total", f"{d8['mac_area_um2']:,.0f}", f"{d32['mac_area_um2']:,.0f}"]], "lrr"),
         ("fig",) + plots["area"],
@@ -496,11 +364,8 @@ def _html(blocks, folder):
 def write_report(ctx):
     """Write plots, report.md, report.html and summary.json into the run folder; returns
     their paths relative to it."""
-    from .flow import STATE
-
     run_dir = ctx.run_dir
-    state = json.loads((run_dir / STATE).read_text())
-    summary = build_summary(ctx.cfg, run_dir, ctx.results, state)
+    summary = build_summary(ctx.cfg, run_dir, ctx.results, ctx.state)
     plots = _plots(summary, run_dir / "plots")
     blocks = _blocks(summary, plots)
     summary["plots"] = {k: v[0] for k, v in plots.items()}
@@ -508,3 +373,11 @@ def write_report(ctx):
     atomic_write_text(run_dir / "report.html", _html(blocks, run_dir))
     atomic_write_json(run_dir / "summary.json", summary)
     return ["report.md", "report.html", "summary.json"] + [v[0] for v in plots.values()]
+
+
+def stage_report(ctx):
+    """The report stage: write the report files and list them."""
+    files = write_report(ctx)
+    for f in files:
+        ctx.say(f"wrote {f}")
+    return {"files": files}

@@ -1,4 +1,4 @@
-"""``wrapkit flow`` (and ``wrapkit demo``, its quick preset): the end-to-end co-design run.
+"""``wrapkit flow`` and ``wrapkit demo`` (its quick preset): the end-to-end co-design run.
 
 ::
 
@@ -7,6 +7,7 @@
     wrapkit flow --preset tiny --name t   # digits, a tiny network: about a minute
     wrapkit flow --config my.toml --set widths=[8,16,32] --set simulators=icarus
     wrapkit flow --resume --name quick    # continue a failed or interrupted run
+    wrapkit demo                          # the quick preset (what `make demo` runs)
 
 Exit status: 0 the report was written; 1 a stage failed (its name and cause are printed,
 finished stages are kept); 2 bad settings or a missing tool found before any stage ran.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from wrapkit.common.errors import UserError
 
-__all__ = ["register", "run_demo"]
+__all__ = ["add_flow_arguments", "register", "resolve_config", "run_cli", "run_demo"]
 
 _CONFIG_FLAGS = ("preset", "full", "config", "set", "dataset", "data_dir", "threads",
                  "simulators")
@@ -67,7 +68,7 @@ def add_flow_arguments(p, *, demo=False):
 
 
 def register(subparsers):
-    """Add ``wrapkit flow``."""
+    """Add ``wrapkit flow`` and ``wrapkit demo``."""
     p = subparsers.add_parser(
         "flow", help="end to end: train, export, RTL, cosimulation, synthesis, report",
         description="Train WrapNet (8-bit accumulator) and its 32-bit-accumulator baseline, "
@@ -77,14 +78,22 @@ def register(subparsers):
                     "reused when their inputs are unchanged.")
     add_flow_arguments(p)
     p.set_defaults(func=run_cli)
+    demo = subparsers.add_parser(
+        "demo", help="the main job: `wrapkit flow` with the quick preset (about 10 min)",
+        description="Train WrapNet and its 32-bit baseline on Fashion-MNIST, export, run the "
+                    "integer engine, generate and cosimulate the MAC RTL, synthesize both "
+                    "datapaths and write out/quick/report.{md,html} (same as `wrapkit flow "
+                    "--preset quick`; see docs/flow.md).")
+    add_flow_arguments(demo, demo=True)
+    demo.set_defaults(func=run_demo)
     return p
 
 
 def _overrides(args):
     out = {}
     for key, value in getattr(args, "set", []) or []:
-        from .flow import _parse_value
-        out[key] = _parse_value(value)
+        from .config import parse_setting_value
+        out[key] = parse_setting_value(value)
     for name in ("dataset", "data_dir", "threads", "simulators"):
         v = getattr(args, name, None)
         if v is not None:
@@ -103,7 +112,8 @@ def _given(args):
 
 def resolve_config(args, preset=None):
     """(FlowConfig, run folder) from the command line."""
-    from .flow import config_from, read_config_file, saved_config
+    from .config import config_from, read_config_file
+    from .runner import saved_config
 
     if args.resume:
         if args.name is None and preset is None and not getattr(args, "full", False) \
@@ -127,7 +137,7 @@ def resolve_config(args, preset=None):
 
 def run_cli(args, preset=None):
     """Handler of ``wrapkit flow`` (and of ``wrapkit demo`` with ``preset="quick"``)."""
-    from .flow import FlowStageError, run_flow
+    from .runner import FlowStageError, run_flow
 
     cfg, run_dir = resolve_config(args, preset)
     if args.print_config:
@@ -156,7 +166,7 @@ def run_cli(args, preset=None):
 
 def _preflight(cfg):
     """Fail on a missing simulator or dataset before spending minutes on training."""
-    from .tools import prepare_simulator
+    from wrapkit.sim.tools import prepare_simulator
 
     for sim in cfg.simulators:
         prepare_simulator(sim)
