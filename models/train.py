@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from wrapkit import __version__
+from wrapkit.common.checks import ParameterTypeError, ParameterValueError
 from wrapkit.common.errors import UserError
 from wrapkit.common.files import atomic_write_bytes, atomic_write_json
 
@@ -95,7 +96,8 @@ class TrainConfig:
     def __post_init__(self):
         def choice(name, value, options):
             if value not in options:
-                raise ValueError(f"{name} must be one of {', '.join(options)}, got {value!r}")
+                raise ParameterValueError(name, f"must be one of {', '.join(options)}, "
+                                                f"got {value!r}")
 
         choice("method", self.method, METHODS)
         choice("model", self.model, tuple(MODELS))
@@ -104,8 +106,8 @@ class TrainConfig:
         if self.weights == "uniform":
             check_int("weight_bits", self.weight_bits, *WEIGHT_BITS_RANGE)
         elif self.weight_bits is not None:
-            raise ValueError(f"weight_bits must be None for {self.weights} weights, "
-                             f"got {self.weight_bits}")
+            raise ParameterValueError("weight_bits", f"must be None for {self.weights} weights, "
+                                                     f"got {self.weight_bits}")
         check_int("act_bits", self.act_bits, *ACT_BITS_RANGE)
         check_int("max_act_bits", self.max_act_bits, *ACT_BITS_RANGE)
         check_int("acc_bits", self.acc_bits, *ACC_BITS_RANGE)
@@ -113,13 +115,13 @@ class TrainConfig:
         for name in ("p", "ro", "lr"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise TypeError(f"{name} must be a finite number, not {v!r}")
+                raise ParameterTypeError(name, f"must be a finite number, not {v!r}")
         if not 0 <= self.p <= 100:
-            raise ValueError(f"p must be in [0, 100] (percent), got {self.p}")
+            raise ParameterValueError("p", f"must be in [0, 100] (percent), got {self.p}")
         if self.ro < 0:
-            raise ValueError(f"ro must be >= 0, got {self.ro}")
+            raise ParameterValueError("ro", f"must be >= 0, got {self.ro}")
         if not 0 < self.lr <= 1:
-            raise ValueError(f"lr must be in (0, 1], got {self.lr}")
+            raise ParameterValueError("lr", f"must be in (0, 1], got {self.lr}")
         check_int("epochs", self.epochs, 1, _MAX_EPOCHS)
         check_int("warmup_epochs", self.warmup_epochs, 0, _MAX_EPOCHS)
         check_int("pretrain_epochs", self.pretrain_epochs, 0, _MAX_EPOCHS)
