@@ -219,14 +219,14 @@ def _integer_layer(name, layer, bn, relu, nxt, tensors):
 
 def _load_run(run):
     """(model, model.pt state, metrics or None, run dir) of a run directory or model.pt."""
-    from .train import METRICS, MODEL, _read_model_file, load_model
+    from .train import METRICS, MODEL, read_model_file, load_model
 
     path = Path(run)
     file = path / MODEL if path.is_dir() else path
     if not file.is_file():
         raise UserError(f"{run}: no trained model ({file} does not exist); train it with "
                         "`wrapkit train ... --out RUN_DIR` first")
-    state = _read_model_file(file)
+    state = read_model_file(file)
     try:
         model = load_model(file)
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:

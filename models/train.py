@@ -52,7 +52,9 @@ __all__ = [
     "layer_report",
     "load_model",
     "plan",
+    "read_model_file",
     "train",
+    "train_epoch",
 ]
 
 METHODS = ("fp32", "qw", "qa", "wrapnet")
@@ -258,7 +260,9 @@ def _epoch_seed(seed, stage_index, epoch):
     return (seed * 1_000_003 + stage_index * 10_007 + epoch) % (2**63)
 
 
-def _train_epoch(model, opt, ds, cfg, stage, stage_index, epoch, regs, progress):
+def train_epoch(model, opt, ds, cfg, stage, stage_index, epoch, regs, progress):
+    """One epoch of ``stage`` over ``ds`` (shuffled from the run's seed, full batches only);
+    returns the epoch's mean loss, accuracy, regularizer values and final learning rate."""
     model.train()
     bs = min(cfg.batch_size, len(ds))
     n_batches = len(ds) // bs  # full batches only: BatchNorm needs more than one sample
@@ -334,7 +338,7 @@ def _load_init(model, init):
         path = path / MODEL
     if not path.is_file():
         raise UserError(f"--init {init}: no model file {path} (train that run to completion first)")
-    state = _read_model_file(path)
+    state = read_model_file(path)
     weights = {k: v for k, v in state["state_dict"].items() if not k.endswith("_extra_state")}
     own = {k for k in model.state_dict() if not k.endswith("_extra_state")}
     if set(weights) != own:
@@ -349,7 +353,14 @@ def _load_init(model, init):
     return str(path)
 
 
-def _read_model_file(path):
+def read_model_file(path):
+    """The state dict saved in a ``model.pt`` of this format.
+
+    Raises
+    ------
+    UserError
+        The file is unreadable or not a wrapkit model file.
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -364,7 +375,7 @@ def load_model(path):
     path = Path(path)
     if path.is_dir():
         path = path / MODEL
-    state = _read_model_file(path)
+    state = read_model_file(path)
     model = build_model(state["model"], **state["model_config"])
     model.load_state_dict(state["state_dict"])
     model.eval()
@@ -452,7 +463,7 @@ def train(cfg: TrainConfig, out_dir, *, resume=False, regularizers=(), progress=
             f"activations {stage.act}, {stage.accumulator})")
         for epoch in range(start_epoch if resuming else 0, stage.epochs):
             t0 = time.perf_counter()
-            stats = _train_epoch(model, opt, train_ds, cfg, stage, si, epoch, active, progress)
+            stats = train_epoch(model, opt, train_ds, cfg, stage, si, epoch, active, progress)
             stats.update(stage=stage.name, epoch=epoch + 1,
                          seconds=round(time.perf_counter() - t0, 3))
             metrics["history"].append(stats)
