@@ -1,31 +1,42 @@
 """The ``wrapkit`` command: one console script, one subcommand per job.
 
-Each subcommand lives beside the code it drives (``wrapkit.hw.cli``, ``wrapkit.sim.cli`` ...)
-and exposes ``register(subparsers)``; those modules import nothing heavy at import time, so
-``wrapkit --help`` stays fast and a subcommand only pays for torch/amaranth when it runs.
+Each top-level command is registered by one function that lives beside the code it drives
+and is listed in :data:`_REGISTRATIONS`, in the order the help lists them. Those modules import
+nothing heavy at import time, so ``wrapkit --help`` stays fast and a command only pays for
+torch/amaranth when it runs.
 """
 
 import argparse
-import importlib
 import sys
 
 from wrapkit import __version__
 from wrapkit.common.errors import UserError
+from wrapkit.flow.cli import register_demo, register_flow
+from wrapkit.hw.cli import register_rtl
+from wrapkit.hw.synth.cli import register_synth
+from wrapkit.hw.synth.estimate_cli import register_estimate
+from wrapkit.models.cli import register_train
+from wrapkit.models.export_cli import register_export, register_infer
+from wrapkit.sim.cli import register_cosim
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
-# Modules that register subcommands, in the order the help lists them.
-_COMMAND_MODULES = (
-    "wrapkit.hw.cli",       # rtl
-    "wrapkit.sim.cli",      # cosim
-    "wrapkit.models.cli",   # train
-    "wrapkit.models.export_cli",  # export, infer
-    "wrapkit.hw.synth.cli", # synth, estimate
-    "wrapkit.flow.cli",     # flow, demo (its quick preset)
+# One function per top-level command, in the order the help lists them.
+_REGISTRATIONS = (
+    register_rtl,        # wrapkit rtl
+    register_cosim,      # wrapkit cosim
+    register_train,      # wrapkit train
+    register_export,     # wrapkit export
+    register_infer,      # wrapkit infer
+    register_synth,      # wrapkit synth
+    register_estimate,   # wrapkit estimate
+    register_flow,       # wrapkit flow
+    register_demo,       # wrapkit demo (the flow's quick preset)
 )
 
 
 def build_parser():
+    """The ``wrapkit`` argument parser with every command registered."""
     parser = argparse.ArgumentParser(
         prog="wrapkit",
         description="Overflow-tolerant low-precision accumulators (WrapNet): train, generate "
@@ -33,14 +44,8 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"wrapkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # that part of wrapkit is not built yet
-                continue
-            raise
-        module.register(sub)
+    for register in _REGISTRATIONS:
+        register(sub)
     return parser
 
 

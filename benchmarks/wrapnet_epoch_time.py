@@ -32,7 +32,7 @@ import torch
 from wrapkit.models import (Accumulator, OverflowPenalty, TrainConfig, VGG7, VGG7Config,
                             WeightQuant, range_steps)
 from wrapkit.models.data import load_dataset
-from wrapkit.models.train import Stage, _train_epoch
+from wrapkit.models.train import Stage, train_epoch
 from wrapkit.common.files import atomic_write_json
 
 
@@ -69,7 +69,7 @@ def main(argv=None):
     for epoch in range(args.repeats):
         for kind, model in models.items():
             t0 = time.perf_counter()
-            stats = _train_epoch(model, opts[kind], train_ds, cfg, stage, 0, epoch, regs[kind],
+            stats = train_epoch(model, opts[kind], train_ds, cfg, stage, 0, epoch, regs[kind],
                                  progress=False)
             times[kind].append(time.perf_counter() - t0)
             print(f"{kind:8s} epoch {epoch + 1}: {times[kind][-1]:7.2f} s "

@@ -227,7 +227,7 @@ def write_outputs(args, schedule, table, done):
                     "threads": args.threads},
         "rows": {name: {k: v for k, v in s.items() if k != "history"}
                  for name, s in done.items()},
-        "targets": targets, "seed_cifar10": SEED,
+        "targets": targets, "paper_cifar10": PAPER,
         "complete": all(r.name in done for r in table),
         "missing": [r.name for r in table if r.name not in done],
     }
@@ -478,8 +478,8 @@ def _plots(out, done):
             if pts:
                 ax.plot([p[0] for p in pts], [100 * p[1]["test_accuracy"] for p in pts], "o-",
                         label="Fashion-MNIST (ours)")
-            ax.plot(list(seed), list(seed.values()), "s--", color="0.5", ms=4,
-                    label="seed, CIFAR-10")
+            ax.plot(list(paper), list(paper.values()), "s--", color="0.5", ms=4,
+                    label="paper, CIFAR-10")
             ax.set_xlabel(xl)
             ax.set_ylabel("test accuracy (%)")
             ax.grid(alpha=0.3)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from wrapkit.common.errors import UserError
 
-__all__ = ["add_flow_arguments", "register", "resolve_config", "run_cli", "run_demo"]
+__all__ = ["add_flow_arguments", "register_demo", "register_flow", "resolve_config", "run_cli", "run_demo"]
 
 _CONFIG_FLAGS = ("preset", "full", "config", "set", "dataset", "data_dir", "threads",
                  "simulators")
@@ -67,8 +67,8 @@ def add_flow_arguments(p, *, demo=False):
                    help="print the effective settings as JSON and exit")
 
 
-def register(subparsers):
-    """Add ``wrapkit flow`` and ``wrapkit demo``."""
+def register_flow(subparsers):
+    """Add ``wrapkit flow``."""
     p = subparsers.add_parser(
         "flow", help="end to end: train, export, RTL, cosimulation, synthesis, report",
         description="Train WrapNet (8-bit accumulator) and its 32-bit-accumulator baseline, "
@@ -78,6 +78,11 @@ def register(subparsers):
                     "reused when their inputs are unchanged.")
     add_flow_arguments(p)
     p.set_defaults(func=run_cli)
+    return p
+
+
+def register_demo(subparsers):
+    """Add ``wrapkit demo``, the flow's quick preset."""
     demo = subparsers.add_parser(
         "demo", help="the main job: `wrapkit flow` with the quick preset (about 10 min)",
         description="Train WrapNet and its 32-bit baseline on Fashion-MNIST, export, run the "
@@ -86,7 +91,7 @@ def register(subparsers):
                     "--preset quick`; see docs/flow.md).")
     add_flow_arguments(demo, demo=True)
     demo.set_defaults(func=run_demo)
-    return p
+    return demo
 
 
 def _overrides(args):

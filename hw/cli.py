@@ -11,30 +11,17 @@
 Amaranth is imported only when a subcommand runs.
 """
 
-import re
-
-from wrapkit.ref.configs import PAPER_MACS
 from wrapkit.common.errors import UserError
+from wrapkit.common.flags import flag_error
+from wrapkit.ref.configs import PAPER_MACS
 
-__all__ = ["register"]
+from .mac_flags import add_mac_flags, mac_config_from_flags
 
-_WEIGHT_KINDS = ("binary", "ternary", "uniform")
-# Flags that describe a MAC explicitly; --config replaces all of them.
-_MAC_FLAGS = ("act_bits", "act_signed", "weight_kind", "weight_bits", "acc_bits", "k",
-              "no_cyclic")
+__all__ = ["register_rtl", "write_and_list"]
 
-
-def _flag(param):
-    return "--" + param.replace("_", "-")
-
-
-def _user_error(exc):
-    """A constructor's ValueError/TypeError ("act_bits must be in [1, 32], got 0") as a
-    one-line UserError that names the flag to fix."""
-    message = str(exc).splitlines()[0]
-    match = re.match(r"(\w+) must", message)
-    hint = f" (fix {_flag(match.group(1))})" if match else ""
-    return UserError(message + hint)
+# Parameters of the design generators -> the flags that set them. Their errors quote the
+# parameter and name the flag: "acc_bits must be in [2, 62], got 1 (fix --acc-bits)".
+_DESIGN_FLAGS = {"name": "--name", "acc_bits": "--acc-bits", "k": "--k"}
 
 
 def _add_out(parser):
@@ -42,7 +29,8 @@ def _add_out(parser):
                         help="folder for <name>.v and <name>.json (default: rtl)")
 
 
-def _write(designs, out):
+def write_and_list(designs, out):
+    """Write ``designs`` into the folder ``out`` and print each file written."""
     from .export import write_designs
     try:
         paths = write_designs(designs, out)
@@ -54,48 +42,14 @@ def _write(designs, out):
     return 0
 
 
-def _mac_config(args):
-    from wrapkit.ref.datapath import MacConfig
-    if args.config is not None:
-        given = [_flag(p) for p in _MAC_FLAGS if getattr(args, p) not in (None, False)]
-        if given:
-            raise UserError(f"--config {args.config} already fixes the MAC; drop "
-                            f"{', '.join(given)} or drop --config")
-        if args.config not in PAPER_MACS:
-            raise UserError(f"unknown --config {args.config!r}; choose one of "
-                            f"{', '.join(PAPER_MACS)} or give the parameters as flags")
-        return PAPER_MACS[args.config]
-    missing = [_flag(p) for p in ("act_bits", "weight_kind", "acc_bits")
-               if getattr(args, p) is None]
-    if missing:
-        raise UserError(f"missing {', '.join(missing)}; give the MAC parameters or "
-                        f"--config NAME")
-    if args.weight_kind == "uniform" and args.weight_bits is None:
-        raise UserError("--weight-kind uniform needs --weight-bits N (2..16)")
-    if args.weight_kind != "uniform" and args.weight_bits is not None:
-        raise UserError(f"--weight-bits applies to uniform weights only; drop it for "
-                        f"{args.weight_kind} weights")
-    try:
-        return MacConfig(
-            act_bits=args.act_bits,
-            act_signed=True if args.act_signed is None else args.act_signed,
-            weight_kind=args.weight_kind,
-            weight_bits=args.weight_bits,
-            acc_bits=args.acc_bits,
-            k=None if args.no_cyclic else args.k,
-        )
-    except (TypeError, ValueError) as exc:
-        raise _user_error(exc) from None
-
-
 def _run_mac(args):
-    cfg = _mac_config(args)
+    cfg = mac_config_from_flags(args)
     from .export import mac_design
     try:
         design = mac_design(cfg, args.name)
     except (TypeError, ValueError) as exc:
-        raise _user_error(exc) from None
-    return _write([design], args.out)
+        raise flag_error(exc, _DESIGN_FLAGS, quote_parameter=True) from None
+    return write_and_list([design], args.out)
 
 
 def _run_cyclic(args):
@@ -103,16 +57,16 @@ def _run_cyclic(args):
     try:
         design = cyclic_design(args.acc_bits, args.k, args.name)
     except (TypeError, ValueError) as exc:
-        raise _user_error(exc) from None
-    return _write([design], args.out)
+        raise flag_error(exc, _DESIGN_FLAGS, quote_parameter=True) from None
+    return write_and_list([design], args.out)
 
 
 def _run_paper(args):
     from .export import paper_designs
-    return _write(paper_designs(), args.out)
+    return write_and_list(paper_designs(), args.out)
 
 
-def register(subparsers):
+def register_rtl(subparsers):
     """Add ``wrapkit rtl`` and its subcommands to the top-level parser."""
     rtl = subparsers.add_parser(
         "rtl", help="generate Verilog + JSON manifests (MAC units, cyclic activation)",
@@ -123,22 +77,7 @@ def register(subparsers):
         "mac", help="one MAC unit (a paper --config or explicit parameters)",
         description="One MAC unit: multiplier -> product register -> wrapping accumulator "
                     "-> optional cyclic activation. Give a paper --config or the parameters.")
-    mac.add_argument("--config", metavar="NAME",
-                     help=f"a paper configuration: {', '.join(PAPER_MACS)}")
-    mac.add_argument("--act-bits", type=int, metavar="N", help="activation width, 1..32")
-    sign = mac.add_mutually_exclusive_group()
-    sign.add_argument("--act-signed", dest="act_signed", action="store_const", const=True,
-                      default=None, help="two's-complement activations (default)")
-    sign.add_argument("--act-unsigned", dest="act_signed", action="store_const", const=False,
-                      help="unsigned activations (WrapNet's post-ReLU codes)")
-    mac.add_argument("--weight-kind", choices=_WEIGHT_KINDS, help="weight kind")
-    mac.add_argument("--weight-bits", type=int, metavar="N",
-                     help="uniform weight width, 2..16 (uniform only)")
-    mac.add_argument("--acc-bits", type=int, metavar="N", help="accumulator width, 2..62")
-    cyc = mac.add_mutually_exclusive_group()
-    cyc.add_argument("--k", type=int, metavar="K", help="cyclic activation slope, >= 1")
-    cyc.add_argument("--no-cyclic", action="store_true",
-                     help="no cyclic activation unit (the default without --k)")
+    add_mac_flags(mac, acc_bits_range="2..62")
     mac.add_argument("--name", metavar="NAME",
                      help="top module / file name (default: derived, e.g. mac_a8s_wu8_acc8_k2)")
     _add_out(mac)
@@ -159,7 +98,8 @@ def register(subparsers):
     _add_out(paper)
     paper.set_defaults(func=_run_paper)
 
-    from .array.cli import add_array_parser  # `wrapkit rtl array` (hw/array, issue 5)
-    add_array_parser(sub, _mac_config, _user_error, _write)
+    from .array.cli import add_array_parser
+
+    add_array_parser(sub)
     return rtl
 

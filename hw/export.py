@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In
 from wrapkit import __version__
 from wrapkit.ref.configs import PAPER_MACS
 from wrapkit.ref.datapath import MacConfig, decode_weights, weight_range
+from wrapkit.common.checks import ParameterTypeError, ParameterValueError
 from wrapkit.common.files import atomic_write_json, atomic_write_text
 
 from .cyclic import CyclicActivation
@@ -54,10 +55,10 @@ class Design:
 
 def _check_name(name):
     if not isinstance(name, str):
-        raise TypeError(f"name must be a string, not {name!r}")
+        raise ParameterTypeError("name", f"must be a string, not {name!r}")
     if not _IDENTIFIER.fullmatch(name):
-        raise ValueError(f"name must be a Verilog identifier matching [A-Za-z_][A-Za-z0-9_]*, "
-                         f"got {name!r}")
+        raise ParameterValueError("name", "must be a Verilog identifier matching "
+                                          f"[A-Za-z_][A-Za-z0-9_]*, got {name!r}")
     return name
 
 

@@ -4,11 +4,10 @@ Imports only the standard library at import time; torch is imported when the com
 """
 
 import argparse
-import re
 
-from wrapkit.common.errors import UserError
+from wrapkit.common.flags import flag_error, flag_name
 
-__all__ = ["register"]
+__all__ = ["register_train"]
 
 _EPILOG = """\
 methods:
@@ -31,7 +30,8 @@ def _ints(text):
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
-def register(subparsers):
+def register_train(subparsers):
+    """Add ``wrapkit train``."""
     p = subparsers.add_parser(
         "train", help="train a WrapNet (or baseline) network",
         description="Train on Fashion-MNIST (or scikit-learn's digits) with quantized weights, "
@@ -86,14 +86,8 @@ _FIELDS = ("method", "model", "widths", "weights", "weight_bits", "act_bits", "m
            "acc_bits", "k", "p", "ro", "epochs", "warmup_epochs", "pretrain_epochs", "lr",
            "batch_size", "dataset", "data_dir", "train_subset", "calib_images",
            "eval_acc_bits", "init", "seed", "threads")
-
-
-def _as_flag(message):
-    """'acc_bits must be ...' -> '--acc-bits must be ...' so the message names the flag."""
-    m = re.match(r"(\w+)( .*)", message, re.S)
-    if m and m.group(1) in _FIELDS:
-        return "--" + m.group(1).replace("_", "-") + m.group(2)
-    return message
+# TrainConfig fields -> the flags that set them (every field has a flag of its own name).
+_FLAGS = {name: flag_name(name) for name in _FIELDS}
 
 
 def _handler(args):
@@ -102,7 +96,7 @@ def _handler(args):
     try:
         cfg = TrainConfig(**{name: getattr(args, name) for name in _FIELDS})
     except (TypeError, ValueError) as exc:
-        raise UserError(_as_flag(str(exc))) from None
+        raise flag_error(exc, _FLAGS) from None
     metrics = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     final = metrics["final"]
     print(f"test accuracy {final['test_accuracy']:.4f}; mean overflow rate "

@@ -37,29 +37,9 @@ from wrapkit.ref.wkx import SCHEMA, decode, encode, read_export
 from .layers import QuantConv2d, QuantLinear
 from .nets import VGG7, ConvBlock
 
-__all__ = ["export_model", "export_run", "input_standardisation"]
+__all__ = ["export_model", "export_run"]
 
 _POOL = {"kind": "max", "size": 2, "stride": 2}
-
-
-def input_standardisation(dataset, data_dir=None):
-    """``(mean, std)`` the training code standardises ``dataset`` with.
-
-    Computed as :func:`wrapkit.models.data.load_dataset` does (training images scaled to
-    [0, 1], then their mean and standard deviation); :func:`export_run` checks that the
-    engine's standardisation of the raw test pixels reproduces the training code's test
-    tensors bit for bit, so a change on either side cannot go unnoticed.
-    """
-    from . import data
-
-    if dataset == "fashion-mnist":
-        raw = data._fashion_mnist(data_dir or data.DEFAULT_DATA_DIR)
-    elif dataset == "digits":
-        raw = data._digits()
-    else:
-        raise UserError(f"unknown dataset {dataset!r}; choose one of {', '.join(data.DATASETS)}")
-    x = raw["train"][0]
-    return float(x.mean()), float(x.std())
 
 
 def _bn_affine(bn):
@@ -239,14 +219,14 @@ def _integer_layer(name, layer, bn, relu, nxt, tensors):
 
 def _load_run(run):
     """(model, model.pt state, metrics or None, run dir) of a run directory or model.pt."""
-    from .train import METRICS, MODEL, _read_model_file, load_model
+    from .train import METRICS, MODEL, read_model_file, load_model
 
     path = Path(run)
     file = path / MODEL if path.is_dir() else path
     if not file.is_file():
         raise UserError(f"{run}: no trained model ({file} does not exist); train it with "
                         "`wrapkit train ... --out RUN_DIR` first")
-    state = _read_model_file(file)
+    state = read_model_file(file)
     try:
         model = load_model(file)
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
@@ -271,7 +251,7 @@ def export_run(run, out, *, dataset=None, data_dir=None):
     from wrapkit.ref.datasets import load_images
     from wrapkit.ref.engine import Engine, validate
 
-    from .data import load_dataset
+    from .data import input_standardisation, load_dataset
 
     model, state, metrics, run_dir = _load_run(run)
     cfg = (metrics or {}).get("config", {})

@@ -13,12 +13,13 @@ command runs.
 import time
 
 from wrapkit.common.errors import UserError
+from wrapkit.common.flags import check_flag_count
 
-__all__ = ["register"]
+__all__ = ["register_export", "register_infer"]
 
 
-def register(subparsers):
-    """Add ``wrapkit export`` and ``wrapkit infer``."""
+def register_export(subparsers):
+    """Add ``wrapkit export``."""
     ex = subparsers.add_parser(
         "export", help="export a trained network to a .wkx file for integer inference",
         description="Write one versioned file (safetensors container, JSON header) with the "
@@ -31,7 +32,11 @@ def register(subparsers):
                     help="dataset whose standardisation the input uses (default: the run's)")
     ex.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the run's)")
     ex.set_defaults(func=_run_export)
+    return ex
 
+
+def register_infer(subparsers):
+    """Add ``wrapkit infer``."""
     inf = subparsers.add_parser(
         "infer", help="run an exported network with the integer-only engine",
         description="Classify test images with the pure-numpy integer engine (wrap-around "
@@ -53,6 +58,7 @@ def register(subparsers):
     inf.add_argument("--toggle-images", type=int, default=8, metavar="N",
                      help="images whose operand streams the toggle counts cover (default 8)")
     inf.set_defaults(func=_run_infer)
+    return inf
 
 
 def _run_export(args):
@@ -84,11 +90,6 @@ def _print_layers(engine):
               f"{cfg:<22} {out}")
 
 
-def _check_count(flag, value, lo=1):
-    if value is not None and value < lo:
-        raise UserError(f"{flag} must be >= {lo}, got {value}")
-
-
 def _run_infer(args):
     import numpy as np
 
@@ -97,9 +98,9 @@ def _run_infer(args):
     from wrapkit.common.files import atomic_write_json
     from wrapkit.ref.wkx import read_export
 
-    _check_count("--images", args.images)
-    _check_count("--batch-size", args.batch_size)
-    _check_count("--toggle-images", args.toggle_images, 0)
+    check_flag_count("--images", args.images)
+    check_flag_count("--batch-size", args.batch_size)
+    check_flag_count("--toggle-images", args.toggle_images, 0)
     exp = read_export(args.model)
     engine = Engine(exp, gemm=args.gemm, requant=args.requant)
     dataset = args.dataset or exp.header["input"].get("dataset")

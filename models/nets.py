@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wrapkit.common.checks import ParameterValueError
+
 from .layers import QuantConv2d, QuantLinear, quant_layers
 from .qconfig import WeightQuant
 
@@ -29,7 +31,8 @@ def _check_widths(name, widths, n):
     if (not isinstance(widths, tuple) or len(widths) != n
             or not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 4096
                        for w in widths)):
-        raise ValueError(f"{name} must be a tuple of {n} integers in [1, 4096], got {widths!r}")
+        raise ParameterValueError(name, f"must be a tuple of {n} integers in [1, 4096], "
+                                        f"got {widths!r}")
 
 
 def _check_input(in_channels, image_size, min_size):

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from wrapkit import __version__
+from wrapkit.common.checks import ParameterTypeError, ParameterValueError
 from wrapkit.common.errors import UserError
 from wrapkit.common.files import atomic_write_bytes, atomic_write_json
 
@@ -51,7 +52,9 @@ __all__ = [
     "layer_report",
     "load_model",
     "plan",
+    "read_model_file",
     "train",
+    "train_epoch",
 ]
 
 METHODS = ("fp32", "qw", "qa", "wrapnet")
@@ -95,7 +98,8 @@ class TrainConfig:
     def __post_init__(self):
         def choice(name, value, options):
             if value not in options:
-                raise ValueError(f"{name} must be one of {', '.join(options)}, got {value!r}")
+                raise ParameterValueError(name, f"must be one of {', '.join(options)}, "
+                                                f"got {value!r}")
 
         choice("method", self.method, METHODS)
         choice("model", self.model, tuple(MODELS))
@@ -104,8 +108,8 @@ class TrainConfig:
         if self.weights == "uniform":
             check_int("weight_bits", self.weight_bits, *WEIGHT_BITS_RANGE)
         elif self.weight_bits is not None:
-            raise ValueError(f"weight_bits must be None for {self.weights} weights, "
-                             f"got {self.weight_bits}")
+            raise ParameterValueError("weight_bits", f"must be None for {self.weights} weights, "
+                                                     f"got {self.weight_bits}")
         check_int("act_bits", self.act_bits, *ACT_BITS_RANGE)
         check_int("max_act_bits", self.max_act_bits, *ACT_BITS_RANGE)
         check_int("acc_bits", self.acc_bits, *ACC_BITS_RANGE)
@@ -113,13 +117,13 @@ class TrainConfig:
         for name in ("p", "ro", "lr"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise TypeError(f"{name} must be a finite number, not {v!r}")
+                raise ParameterTypeError(name, f"must be a finite number, not {v!r}")
         if not 0 <= self.p <= 100:
-            raise ValueError(f"p must be in [0, 100] (percent), got {self.p}")
+            raise ParameterValueError("p", f"must be in [0, 100] (percent), got {self.p}")
         if self.ro < 0:
-            raise ValueError(f"ro must be >= 0, got {self.ro}")
+            raise ParameterValueError("ro", f"must be >= 0, got {self.ro}")
         if not 0 < self.lr <= 1:
-            raise ValueError(f"lr must be in (0, 1], got {self.lr}")
+            raise ParameterValueError("lr", f"must be in (0, 1], got {self.lr}")
         check_int("epochs", self.epochs, 1, _MAX_EPOCHS)
         check_int("warmup_epochs", self.warmup_epochs, 0, _MAX_EPOCHS)
         check_int("pretrain_epochs", self.pretrain_epochs, 0, _MAX_EPOCHS)
@@ -256,7 +260,9 @@ def _epoch_seed(seed, stage_index, epoch):
     return (seed * 1_000_003 + stage_index * 10_007 + epoch) % (2**63)
 
 
-def _train_epoch(model, opt, ds, cfg, stage, stage_index, epoch, regs, progress):
+def train_epoch(model, opt, ds, cfg, stage, stage_index, epoch, regs, progress):
+    """One epoch of ``stage`` over ``ds`` (shuffled from the run's seed, full batches only);
+    returns the epoch's mean loss, accuracy, regularizer values and final learning rate."""
     model.train()
     bs = min(cfg.batch_size, len(ds))
     n_batches = len(ds) // bs  # full batches only: BatchNorm needs more than one sample
@@ -332,7 +338,7 @@ def _load_init(model, init):
         path = path / MODEL
     if not path.is_file():
         raise UserError(f"--init {init}: no model file {path} (train that run to completion first)")
-    state = _read_model_file(path)
+    state = read_model_file(path)
     weights = {k: v for k, v in state["state_dict"].items() if not k.endswith("_extra_state")}
     own = {k for k in model.state_dict() if not k.endswith("_extra_state")}
     if set(weights) != own:
@@ -347,7 +353,14 @@ def _load_init(model, init):
     return str(path)
 
 
-def _read_model_file(path):
+def read_model_file(path):
+    """The state dict saved in a ``model.pt`` of this format.
+
+    Raises
+    ------
+    UserError
+        The file is unreadable or not a wrapkit model file.
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -362,7 +375,7 @@ def load_model(path):
     path = Path(path)
     if path.is_dir():
         path = path / MODEL
-    state = _read_model_file(path)
+    state = read_model_file(path)
     model = build_model(state["model"], **state["model_config"])
     model.load_state_dict(state["state_dict"])
     model.eval()
@@ -450,7 +463,7 @@ def train(cfg: TrainConfig, out_dir, *, resume=False, regularizers=(), progress=
             f"activations {stage.act}, {stage.accumulator})")
         for epoch in range(start_epoch if resuming else 0, stage.epochs):
             t0 = time.perf_counter()
-            stats = _train_epoch(model, opt, train_ds, cfg, stage, si, epoch, active, progress)
+            stats = train_epoch(model, opt, train_ds, cfg, stage, si, epoch, active, progress)
             stats.update(stage=stage.name, epoch=epoch + 1,
                          seconds=round(time.perf_counter() - t0, 3))
             metrics["history"].append(stats)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wrapkit.common.checks import check_int
+from wrapkit.common.checks import ParameterTypeError, ParameterValueError, check_int
 
 __all__ = [
     "MAX_BITS",
@@ -112,7 +112,8 @@ def weight_range(kind, bits=None):
 
 def _check_kind(kind):
     if kind not in WEIGHT_KINDS:
-        raise ValueError(f"weight_kind must be one of {', '.join(WEIGHT_KINDS)}, got {kind!r}")
+        raise ParameterValueError("weight_kind",
+                                  f"must be one of {', '.join(WEIGHT_KINDS)}, got {kind!r}")
     return kind
 
 
@@ -198,9 +199,9 @@ def cyclic_threshold(bits, k):
 
 def _check_k(k):
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"k must be an integer >= 1, not {k!r}")
+        raise ParameterTypeError("k", f"must be an integer >= 1, not {k!r}")
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise ParameterValueError("k", f"must be >= 1, got {k}")
     return int(k)
 
 

@@ -14,20 +14,15 @@ missing tool. cocotb and Amaranth are imported only when a subcommand runs.
 import sys
 import time
 
+from wrapkit.common.errors import FlagError, UserError
+from wrapkit.common.flags import check_flag_count
 from wrapkit.ref.configs import PAPER_MACS
-from wrapkit.common.errors import UserError
 
 from .tools import DEFAULT_SIMULATOR, SIMULATORS, check_simulator
 
-__all__ = ["register"]
+__all__ = ["register_cosim"]
 
-_DEMO_OPS = 20000
-
-
-def _positive(name, value):
-    if value < 1:
-        raise UserError(f"{name} must be >= 1, got {value}")
-    return value
+_PAPER_OPS = 20000
 
 
 def _int_range(flag, text, lo):
@@ -41,9 +36,9 @@ def _int_range(flag, text, lo):
             else:
                 values.add(int(part))
     except ValueError:
-        raise UserError(f"{flag} {text!r} is not a list of integers like 4-10 or 4,6,8") from None
+        raise FlagError(flag, f"{text!r} is not a list of integers like 4-10 or 4,6,8") from None
     if not values or min(values) < lo:
-        raise UserError(f"{flag} values must be integers >= {lo}, got {text!r}")
+        raise FlagError(flag, f"values must be integers >= {lo}, got {text!r}")
     return sorted(values)
 
 
@@ -58,7 +53,7 @@ def _print_failure(result):
 
 def _run_cosim_mac(args):
     check_simulator(args.sim)
-    _positive("--ops", args.ops)
+    check_flag_count("--ops", args.ops)
     from .cosim import cosim_mac
 
     t0 = time.perf_counter()
@@ -107,11 +102,11 @@ def _run_cosim_cyclic(args):
     return 0
 
 
-def _run_demo(args):
+def _run_cosim_paper(args):
     sims = [check_simulator(s.strip()) for s in args.sims.split(",") if s.strip()]
     if not sims:
-        raise UserError(f"--sims needs at least one of {', '.join(SIMULATORS)}")
-    _positive("--ops", args.ops)
+        raise FlagError("--sims", f"needs at least one of {', '.join(SIMULATORS)}")
+    check_flag_count("--ops", args.ops)
     from .tools import prepare_simulator
 
     for sim in sims:  # fail on a missing tool before spending time on generation
@@ -151,8 +146,8 @@ def _run_demo(args):
     return 1 if bad else 0
 
 
-def register(subparsers):
-    """Add ``wrapkit cosim`` (mac, cyclic, layer, paper) and ``wrapkit demo``."""
+def register_cosim(subparsers):
+    """Add ``wrapkit cosim`` (mac, cyclic, layer, paper)."""
     cosim = subparsers.add_parser(
         "cosim", help="cosimulate generated RTL against the bit-exact reference (cocotb)",
         description="Run a cocotb testbench on Icarus or Verilator and compare every output "
@@ -188,23 +183,23 @@ def register(subparsers):
                      help="input visiting order seed (default 1)")
     cyc.set_defaults(func=_run_cosim_cyclic)
 
-    from .layer_cli import register_layer  # `cosim layer`: trained layers (issue 4)
+    from .layer_cli import register_layer
 
     register_layer(sub)
 
-    # The six paper MACs on both simulators (what `wrapkit demo` did before the flow existed).
+    # The six paper MACs on both simulators: the MAC datapath's regression in one command.
     paper = sub.add_parser(
         "paper", help="generate the six paper MAC designs and cosimulate each on both simulators",
         description="Write the paper's six MAC designs into rtl/ and cosimulate each on "
                     "Icarus and Verilator; prints a summary table. Exit 1 on any mismatch.")
-    paper.add_argument("--ops", type=int, default=_DEMO_OPS, metavar="N",
-                      help=f"random operations per design and simulator (default {_DEMO_OPS})")
+    paper.add_argument("--ops", type=int, default=_PAPER_OPS, metavar="N",
+                      help=f"random operations per design and simulator (default {_PAPER_OPS})")
     paper.add_argument("--seed", type=int, default=1, metavar="S", help="stimulus seed")
     paper.add_argument("--sims", default=",".join(SIMULATORS), metavar="LIST",
                       help=f"comma-separated simulators (default {','.join(SIMULATORS)})")
     paper.add_argument("--rtl-dir", metavar="DIR",
                       help="where to write the designs (default: the checkout's rtl/)")
-    paper.set_defaults(func=_run_demo)
+    paper.set_defaults(func=_run_cosim_paper)
 
     return cosim
 

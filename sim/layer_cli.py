@@ -47,7 +47,7 @@ def register_layer(sub):
     p.add_argument("--save-stream", default=None, metavar="FILE.npz",
                    help="also write the operand stream (arrays a, w, en, clr) for "
                         "`wrapkit synth DESIGN.json --stimulus FILE.npz`")
-    from .array_layer import add_array_flags  # --datapath array (issue 5, sim/array_layer.py)
+    from .array_layer import add_array_flags  # --datapath array
     add_array_flags(p)
     p.set_defaults(func=_run)
     return p

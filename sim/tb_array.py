@@ -11,7 +11,7 @@ reads the output buffer back and compares every output with the reference, bit f
 
 Everything about the design — port widths, the load codes, the read latency, the clock and
 reset — comes from the manifest (``WRAPKIT_TB_MANIFEST``); the layers come from a job file
-written by :func:`wrapkit.hw.array.layer.save_jobs` (``WRAPKIT_TB_JOBS``). The layers run
+holding :func:`wrapkit.hw.array.layer.jobs_bytes` (``WRAPKIT_TB_JOBS``). The layers run
 back to back without a reset in between, so each one also checks that nothing of the
 previous layer leaks into it. Per layer the report holds the cycle counts (the ``cycles``
 port, the count from simulation time, the cycle model), the MAC utilisation, the mismatches

@@ -7,8 +7,9 @@ latency come from the manifest named by ``WRAPKIT_TB_MANIFEST``.
 
 Parameters (environment, set by :func:`wrapkit.sim.runner.run`): ``WRAPKIT_TB_MANIFEST``
 (required); ``WRAPKIT_TB_OPS`` random operations (default 3000); ``WRAPKIT_TB_SEED``
-(default 1); ``WRAPKIT_TB_STIMULUS`` an ``.npz`` from
-:func:`wrapkit.sim.packed_adder_data.real_layer_stimulus` (required by ``test_real_layer``).
+(default 1); ``WRAPKIT_TB_STIMULUS`` an ``.npz`` of dot-product stimulus
+(:meth:`wrapkit.sim.packed_adder_data.PackedStimulus.save` with ``segments`` and ``terms``;
+required by ``test_real_layer``).
 
 Reports (JSON beside the results): checked cycles, mismatches, and for the real layer the
 register's final lane total and summed overflow flags of every dot product.

@@ -1,12 +1,10 @@
 """Export (.wkx), the integer engine against PyTorch, per-layer statistics, real-layer cosim.
 
-A small VGG-7 is trained on scikit-learn's digits once per test session (about 10 s; shared
-by pytest-xdist workers through a locked folder) with the real pipeline: quantized-weight
-pre-training, step selection, cyclic warm-up and quantized fine-tuning with 8-bit
-accumulators, so its pre-activations do overflow and wrap.
+The network is the ``tiny_export`` fixture (tests/conftest.py): a small VGG-7 trained on
+scikit-learn's digits once per test session with the real pipeline, whose 8-bit
+accumulators do overflow and wrap.
 """
 
-import fcntl
 import io
 import json
 import math
@@ -29,37 +27,16 @@ from wrapkit.ref.datasets import load_images
 from wrapkit.ref.engine import Engine, layer_stream, stream_toggles
 from wrapkit.common.errors import UserError
 from wrapkit.ref.requant import fixed_point, requantize
-from wrapkit.ref.wkx import decode, encode, read_export
-
-TINY = dict(method="wrapnet", model="vgg7", widths=(8, 16, 16), dataset="digits",
-            pretrain_epochs=3, warmup_epochs=1, epochs=3, batch_size=64, calib_images=256,
-            acc_bits=8, k=2, p=2.0, lr=3e-3, threads=1)
+from wrapkit.ref.wkx import encode, read_export
 
 
 @pytest.fixture(scope="session")
-def tiny(tmp_path_factory, worker_id):
-    """(run_dir, export path, ExportFile) of the small trained digits network."""
-    from wrapkit.models import TrainConfig, train
-    from wrapkit.models.export import export_run
-
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if worker_id != "master" else base
-    run_dir, wkx = shared / "tiny_vgg7_run", shared / "tiny_vgg7.wkx"
-    with open(shared / "tiny_vgg7.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one worker trains, the others wait and reuse it
-        if not wkx.is_file():
-            train(TrainConfig(**TINY), run_dir, progress=False, log=lambda *a: None)
-            export_run(run_dir, wkx)
-    return run_dir, wkx, read_export(wkx)
-
-
-@pytest.fixture(scope="session")
-def traced(tiny):
+def traced(tiny_export):
     """The PyTorch model's per-layer traces and logits on the whole digits test set."""
     from wrapkit.models import load_model, tracing
     from wrapkit.models.data import load_dataset
 
-    model = load_model(tiny[0])
+    model = load_model(tiny_export[0])
     _, test = load_dataset("digits")
     with torch.no_grad(), tracing(model):
         logits = model(test.x)
@@ -74,8 +51,8 @@ def _index(exp, name):
 # -- export -------------------------------------------------------------------------------
 
 
-def test_export_round_trip(tiny, traced):
-    run_dir, wkx, exp = tiny
+def test_export_round_trip(tiny_export, traced):
+    run_dir, wkx, exp = tiny_export
     model = traced[0]
     h = exp.header
     assert h["schema"] == "wrapkit.export/1" and h["num_classes"] == 10
@@ -104,8 +81,8 @@ def test_export_round_trip(tiny, traced):
     assert again.read_bytes() == wkx.read_bytes()
 
 
-def test_requant_constants_reproduce_the_float_fold(tiny):
-    exp = tiny[2]
+def test_requant_constants_reproduce_the_float_fold(tiny_export):
+    exp = tiny_export[2]
     for spec in exp.header["layers"][1:6]:
         n = spec["name"]
         m, b, s = (exp.tensors[f"{n}.requant_{k}"] for k in ("multiplier", "bias", "shift"))
@@ -122,8 +99,8 @@ def _rewrite(exp, path, header=None, **tensors):
     return path
 
 
-def test_corrupted_truncated_and_foreign_files_are_rejected(tiny, tmp_path):
-    wkx, exp = tiny[1], tiny[2]
+def test_corrupted_truncated_and_foreign_files_are_rejected(tiny_export, tmp_path):
+    wkx = tiny_export[1]
     data = bytearray(wkx.read_bytes())
     (n,) = struct.unpack("<Q", data[:8])
     flipped = bytearray(data)
@@ -148,8 +125,8 @@ def test_corrupted_truncated_and_foreign_files_are_rejected(tiny, tmp_path):
         read_export(tmp_path / "missing.wkx")
 
 
-def test_schema_shape_and_range_violations_are_rejected(tiny, tmp_path):
-    exp = tiny[2]
+def test_schema_shape_and_range_violations_are_rejected(tiny_export, tmp_path):
+    exp = tiny_export[2]
     h = json.loads(json.dumps(exp.header))
     h["schema"] = "wrapkit.export/2"
     with pytest.raises(UserError, match=r"schema 'wrapkit.export/2' is not supported \(this "
@@ -224,8 +201,8 @@ def test_fixed_point_errors():
 
 
 @pytest.mark.parametrize("gemm", ["blas", "int64"])
-def test_engine_preactivations_equal_pytorch_on_every_layer(tiny, traced, gemm):
-    exp = tiny[2]
+def test_engine_preactivations_equal_pytorch_on_every_layer(tiny_export, traced, gemm):
+    exp = tiny_export[2]
     model, _, _, traces = traced
     engine = Engine(exp, gemm=gemm)
     for name, tr in traces.items():
@@ -237,8 +214,8 @@ def test_engine_preactivations_equal_pytorch_on_every_layer(tiny, traced, gemm):
     assert max(np.abs(tr.z.numpy()).max() for tr in traces.values()) > 127
 
 
-def test_engine_requantization_matches_the_next_layer_codes(tiny, traced):
-    exp = tiny[2]
+def test_engine_requantization_matches_the_next_layer_codes(tiny_export, traced):
+    exp = tiny_export[2]
     _, test, _, traces = traced
     engine = Engine(exp)
     names = list(traces)
@@ -254,8 +231,8 @@ def test_engine_requantization_matches_the_next_layer_codes(tiny, traced):
     assert np.mean(codes != traces["block2.conv"].x_q.numpy()) < 1e-3
 
 
-def test_engine_end_to_end_accuracy_matches_pytorch(tiny, traced):
-    exp = tiny[2]
+def test_engine_end_to_end_accuracy_matches_pytorch(tiny_export, traced):
+    exp = tiny_export[2]
     _, test, logits, _ = traced
     images = load_images("digits")
     np.testing.assert_array_equal(images.labels, test.y.numpy())
@@ -267,16 +244,16 @@ def test_engine_end_to_end_accuracy_matches_pytorch(tiny, traced):
     assert acc_torch > 0.5  # a trained network, not a constant classifier
 
 
-def test_standardisation_equals_the_training_inputs(tiny):
+def test_standardisation_equals_the_training_inputs(tiny_export):
     from wrapkit.models.data import load_dataset
 
-    engine = Engine(tiny[2])
+    engine = Engine(tiny_export[2])
     x = engine.standardise(load_images("digits").pixels).transpose(0, 3, 1, 2)
     np.testing.assert_array_equal(x, load_dataset("digits")[1].x.numpy())
 
 
-def test_table_path_equals_direct_evaluation(tiny):
-    engine = Engine(tiny[2])
+def test_table_path_equals_direct_evaluation(tiny_export):
+    engine = Engine(tiny_export[2])
     rng = np.random.default_rng(3)
     for layer in engine.integer_layers:
         half = 1 << (layer.cfg.acc_bits - 1)
@@ -286,18 +263,18 @@ def test_table_path_equals_direct_evaluation(tiny):
         np.testing.assert_array_equal(layer.finish(z), layer.output(layer.mac_output(z)))
 
 
-def test_lut_and_int64_engines_agree_end_to_end(tiny):
+def test_lut_and_int64_engines_agree_end_to_end(tiny_export):
     pixels = load_images("digits").pixels[:64]
-    a = Engine(tiny[2]).run(pixels)
-    b = Engine(tiny[2], gemm="int64", lut=False).run(pixels)
+    a = Engine(tiny_export[2]).run(pixels)
+    b = Engine(tiny_export[2], gemm="int64", lut=False).run(pixels)
     np.testing.assert_array_equal(a, b)
 
 
 # -- statistics and streams ----------------------------------------------------------------------
 
 
-def test_toggles_closed_form_equals_the_materialized_stream(tiny):
-    engine = Engine(tiny[2])
+def test_toggles_closed_form_equals_the_materialized_stream(tiny_export):
+    engine = Engine(tiny_export[2])
     pixels = load_images("digits").pixels[:2]
     for index in (2, 6):                       # a convolution and the linear layer
         layer = engine.layer(index)
@@ -312,8 +289,8 @@ def test_toggles_closed_form_equals_the_materialized_stream(tiny):
         assert w_t[0] == np.count_nonzero(np.diff(w & 1))
 
 
-def test_layer_stream_ends_each_dot_product_on_the_engine_value(tiny):
-    engine = Engine(tiny[2])
+def test_layer_stream_ends_each_dot_product_on_the_engine_value(tiny_export):
+    engine = Engine(tiny_export[2])
     layer = engine.layer(3)
     codes = engine.layer_input(load_images("digits").pixels[:3], 3)
     s = layer_stream(layer, codes, max_dots=500)
@@ -327,9 +304,9 @@ def test_layer_stream_ends_each_dot_product_on_the_engine_value(tiny):
     np.testing.assert_array_equal(s["final_acc"], (z + 128) % 256 - 128)
 
 
-def test_infer_cli_prints_accuracy_and_writes_stats(tiny, tmp_path, capsys):
+def test_infer_cli_prints_accuracy_and_writes_stats(tiny_export, tmp_path, capsys):
     out = tmp_path / "stats.json"
-    assert main(["infer", str(tiny[1]), "--stats", str(out), "--toggle-images", "4"]) == 0
+    assert main(["infer", str(tiny_export[1]), "--stats", str(out), "--toggle-images", "4"]) == 0
     text = capsys.readouterr().out
     acc = float(text.split("accuracy ")[1].split()[0])
     doc = json.loads(out.read_text())
@@ -344,10 +321,10 @@ def test_infer_cli_prints_accuracy_and_writes_stats(tiny, tmp_path, capsys):
     assert "overflow" in text and "block6.conv" in text
 
 
-def test_infer_runs_without_torch(tiny):
+def test_infer_runs_without_torch(tiny_export):
     """The engine path imports neither torch nor amaranth (a fresh interpreter)."""
     code = ("import sys; from wrapkit.cli import main; "
-            f"rc = main(['infer', {str(tiny[1])!r}, '--images', '10', '--toggle-images', '0']); "
+            f"rc = main(['infer', {str(tiny_export[1])!r}, '--images', '10', '--toggle-images', '0']); "
             "print(rc, 'torch' in sys.modules, 'amaranth' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
@@ -370,10 +347,10 @@ def _fake_run(tmp_path, model):
     return run
 
 
-def test_cli_bad_input_exits_2_with_one_line(tiny, tmp_path, capsys):
+def test_cli_bad_input_exits_2_with_one_line(tiny_export, tmp_path, capsys):
     from wrapkit.models import build_model
 
-    wkx = str(tiny[1])
+    wkx = str(tiny_export[1])
     resnet = _fake_run(tmp_path, build_model("resnet20", image_size=8))
     vgg_float = tmp_path / "float"
     vgg_float.mkdir()
@@ -409,27 +386,26 @@ def test_cli_bad_input_exits_2_with_one_line(tiny, tmp_path, capsys):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("sim", ["icarus", "verilator"])
 @pytest.mark.parametrize("path, max_ops", [("preloaded", 6000), ("driven", 1500)])
-def test_real_layer_cosim(tiny, sim, path, max_ops):
+def test_real_layer_cosim(tiny_export, sim, path, max_ops):
     from wrapkit.sim.layer import cosim_layer
 
-    r = cosim_layer(tiny[1], 3, images=1, sim=sim, path=path, max_ops=max_ops)
+    r = cosim_layer(tiny_export[1], 3, images=1, sim=sim, path=path, max_ops=max_ops)
     assert r.ok, (r.examples, r.log)
     assert r.checked == r.ops == r.dots * r.fan_in and r.ops > max_ops - r.fan_in
     assert r.mismatches == 0 and r.final_mismatches == 0
-    assert r.design == Engine(tiny[2]).layer(3).cfg.name and r.fan_in == 16 * 9
+    assert r.design == Engine(tiny_export[2]).layer(3).cfg.name and r.fan_in == 16 * 9
 
 
 @pytest.mark.sim
-def test_preloaded_path_catches_a_wrong_design(tiny):
+def test_preloaded_path_catches_a_wrong_design(tiny_export):
     """The check is real: the RTL of k=4 against the expectation for k=2 must mismatch."""
     from wrapkit.hw.manifest import load_manifest, verilog_path
     from wrapkit.sim.layer import layer_design, layer_operands
     from wrapkit.sim.preload import (build_preloaded, depth_for, preloaded_workdir,
                                      run_preloaded)
 
-    _, layer, stream, _ = layer_operands(tiny[1], 3, 1, max_ops=20000)
+    _, layer, stream, _ = layer_operands(tiny_export[1], 3, 1, max_ops=20000)
     cfg = layer.cfg
     wrong = MacConfig(cfg.act_bits, False, cfg.weight_kind, cfg.weight_bits, cfg.acc_bits, 4)
     path = layer_design(wrong)
@@ -447,10 +423,10 @@ def test_preloaded_path_catches_a_wrong_design(tiny):
 
 
 @pytest.mark.sim
-def test_cosim_layer_cli_reports_and_writes_json(tiny, tmp_path, capsys):
+def test_cosim_layer_cli_reports_and_writes_json(tiny_export, tmp_path, capsys):
     out = tmp_path / "r.json"
     stream = tmp_path / "ops.npz"
-    assert main(["cosim", "layer", str(tiny[1]), "--layer", "5", "--images", "2",
+    assert main(["cosim", "layer", str(tiny_export[1]), "--layer", "5", "--images", "2",
                  "--sim", "icarus", "--json", str(out), "--save-stream", str(stream)]) == 0
     text = capsys.readouterr().out
     doc = json.loads(out.read_text())

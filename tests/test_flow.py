@@ -45,8 +45,7 @@ def _state(run):
 
 @pytest.mark.sim
 @pytest.mark.slow
-def test_tiny_flow_fails_resumes_and_reuses(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("WRAPKIT_CACHE_DIR", str(tmp_path / "cache"))
+def test_tiny_flow_fails_resumes_and_reuses(tmp_path, monkeypatch, capsys, cache_dir):
     root, run = tmp_path / "out", tmp_path / "out" / "tiny"
 
     # 1. Synthesis cannot run: the flow stops at stage 5 and says why.

@@ -30,7 +30,7 @@ from wrapkit.hw.array.layer import (
 from wrapkit.hw.array.pe import ProcessingElement
 from wrapkit.hw.array.pysim import run_layers
 from wrapkit.hw.array.requant import Requantizer
-from wrapkit.hw.array.synthetic import random_job
+from random_layers import random_job
 from wrapkit.hw.array.top import LayerArray
 from wrapkit.hw.manifest import load_manifest
 from wrapkit.ref.datapath import MacConfig, encode_weights, mac_stream

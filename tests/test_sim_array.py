@@ -15,12 +15,11 @@ import pytest
 from wrapkit.hw.array.config import ArrayConfig
 from wrapkit.hw.array.cycles import layer_cycles
 from wrapkit.hw.array.layer import LayerShape
-from wrapkit.hw.array.synthetic import random_job
+from random_layers import random_job
 from wrapkit.ref.datapath import MacConfig
 from wrapkit.common.errors import UserError
 from wrapkit.sim.cosim_array import array_rtl, cosim_array
 
-SIMS = ("icarus", "verilator")
 WRAPNET = MacConfig(3, False, "binary", None, 8, 2)
 # WrapNet's MAC (3-bit unsigned x binary, 8-bit accumulator, k = 2) on 3 x 4 PEs.
 CFG_A = ArrayConfig(3, 4, WRAPNET, out_bits=4, act_depth=512, weight_depth=1024,
@@ -65,7 +64,6 @@ def _check(result, cfg, jobs):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("sim", SIMS)
 def test_array_wrapnet_layers(sim):
     jobs = _jobs_a()
     result = cosim_array(array_rtl(CFG_A), jobs, sim)
@@ -77,7 +75,6 @@ def test_array_wrapnet_layers(sim):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("sim", SIMS)
 def test_array_uniform_no_cyclic(sim):
     jobs = _jobs_b()
     result = cosim_array(array_rtl(CFG_B), jobs, sim)

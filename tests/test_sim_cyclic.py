@@ -16,13 +16,11 @@ from wrapkit.sim.cosim import cosim_cyclic
 from wrapkit.sim.designs import cyclic_bank
 from wrapkit.sim.runner import run
 
-SIMS = ("icarus", "verilator")
 WIDTHS = range(4, 11)
 SLOPES = range(1, 5)
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("sim", SIMS)
 def test_cyclic_exhaustive(sim):
     result = cosim_cyclic(sim, WIDTHS, SLOPES)
     assert result.ok, result.sim_result.summary() + "\n" + "\n".join(result.examples)

@@ -14,12 +14,10 @@ from wrapkit.ref.configs import PAPER_MACS
 from wrapkit.sim.cosim import cosim_mac
 from wrapkit.sim.designs import resolve_mac
 
-SIMS = ("icarus", "verilator")
 OPS = 20000  # the minimum per paper configuration
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("sim", SIMS)
 @pytest.mark.parametrize("config", list(PAPER_MACS))
 def test_paper_mac_matches_reference(config, sim):
     result = cosim_mac(config, sim, ops=OPS, seed=1)

@@ -34,8 +34,7 @@ def test_layer_record_validation():
         LayerRecord("conv", 10)
 
 
-def test_network_estimate(tmp_path, monkeypatch):
-    monkeypatch.setenv("WRAPKIT_CACHE_DIR", str(tmp_path / "cache"))
+def test_network_estimate(tmp_path, cache_dir):
     cfg = PAPER_MACS["3x1_acc8_k4"]
     rng = np.random.default_rng(0)
     sparse_a = np.where(rng.random((8, 25)) < 0.8, 0, rng.integers(0, 8, (8, 25)))

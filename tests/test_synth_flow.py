@@ -167,8 +167,7 @@ def test_missing_tool_names_the_package(tool, package, monkeypatch, tmp_path):
         require_tool(tool)
 
 
-def test_missing_yosys_stops_the_flow(monkeypatch, tmp_path):
-    monkeypatch.setenv("WRAPKIT_CACHE_DIR", str(tmp_path / "cache"))
+def test_missing_yosys_stops_the_flow(monkeypatch, tmp_path, cache_dir):
     monkeypatch.setenv("WRAPKIT_YOSYS", str(tmp_path / "missing"))
     with pytest.raises(UserError, match=r"^`yosys` not found.*'yosys'"):
         synth_flow.synthesize_design(DESIGN)

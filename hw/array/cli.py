@@ -9,21 +9,22 @@
 Amaranth is imported only when the command runs.
 """
 
+from wrapkit.common.flags import flag_error, flag_name
+
+from ..mac_flags import add_mac_flags, mac_config_from_flags
+
 __all__ = ["add_array_parser"]
 
 _DEFAULTS = {"out_bits": 8, "act_depth": 4096, "weight_depth": 4096, "out_depth": 4096,
              "max_channels": 256}
 
+# ArrayConfig parameters -> the flags that set them (acc_bits: the array's own, narrower range).
+_ARRAY_FLAGS = {name: flag_name(name) for name in ("rows", "cols", "acc_bits", "name", *_DEFAULTS)}
 
-def add_array_parser(sub, mac_config, user_error, write):
-    """Add ``array`` to the ``wrapkit rtl`` subparsers ``sub``.
 
-    ``mac_config(args)``, ``user_error(exc)`` and ``write(designs, out)`` are
-    ``wrapkit.hw.cli``'s helpers, so the MAC flags mean exactly what they mean for
-    ``wrapkit rtl mac``.
-    """
-    from wrapkit.ref.configs import PAPER_MACS
-
+def add_array_parser(sub):
+    """Add ``array`` to the ``wrapkit rtl`` subparsers ``sub``; its MAC flags are those of
+    ``wrapkit rtl mac`` (:mod:`wrapkit.hw.mac_flags`)."""
     p = sub.add_parser(
         "array", help="a layer datapath: rows x cols MAC array, buffers, controller",
         description="An output-stationary rows x cols array of WrapNet MACs (acc-bits-wide "
@@ -34,48 +35,35 @@ def add_array_parser(sub, mac_config, user_error, write):
                    help="output positions in parallel, 1..64")
     p.add_argument("--cols", type=int, required=True, metavar="C",
                    help="output channels in parallel, 1..64")
-    p.add_argument("--config", metavar="NAME",
-                   help=f"the MAC as a paper configuration: {', '.join(PAPER_MACS)}")
-    p.add_argument("--act-bits", type=int, metavar="N", help="activation width, 1..32")
-    sign = p.add_mutually_exclusive_group()
-    sign.add_argument("--act-signed", dest="act_signed", action="store_const", const=True,
-                      default=None, help="two's-complement activations (the default)")
-    sign.add_argument("--act-unsigned", dest="act_signed", action="store_const", const=False,
-                      help="unsigned activations (WrapNet's post-ReLU codes)")
-    p.add_argument("--weight-kind", choices=("binary", "ternary", "uniform"))
-    p.add_argument("--weight-bits", type=int, metavar="N", help="uniform weight width, 2..16")
-    p.add_argument("--acc-bits", type=int, metavar="N",
-                   help="accumulator (and every adder) width, 2..32")
-    cyc = p.add_mutually_exclusive_group()
-    cyc.add_argument("--k", type=int, metavar="K", help="cyclic activation slope, >= 1")
-    cyc.add_argument("--no-cyclic", action="store_true", help="no cyclic activation")
+    add_mac_flags(p, acc_bits_range="2..32")
     p.add_argument("--out-bits", type=int, default=_DEFAULTS["out_bits"], metavar="N",
                    help=f"requantized output code width, 1..8 (default {_DEFAULTS['out_bits']})")
     for name, what in (("act_depth", "activation buffer words"),
                        ("weight_depth", "weight buffer words"),
                        ("out_depth", "output buffer words"),
                        ("max_channels", "requantization table entries (output channels)")):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=_DEFAULTS[name],
+        p.add_argument(flag_name(name), type=int, default=_DEFAULTS[name],
                        metavar="N", help=f"{what} (default {_DEFAULTS[name]})")
     p.add_argument("--name", metavar="NAME", help="top module / file name (default: derived)")
     p.add_argument("--out", default="rtl", metavar="DIR",
                    help="folder for <name>.v and <name>.json (default: rtl)")
-    p.set_defaults(func=lambda args: _run(args, mac_config, user_error, write))
+    p.set_defaults(func=_run)
     return p
 
 
-def _run(args, mac_config, user_error, write):
-    mac = mac_config(args)
+def _run(args):
+    from wrapkit.hw.cli import write_and_list
+
     from .config import ArrayConfig
+
+    mac = mac_config_from_flags(args)
     try:
         cfg = ArrayConfig(rows=args.rows, cols=args.cols, mac=mac, out_bits=args.out_bits,
                           act_depth=args.act_depth, weight_depth=args.weight_depth,
                           out_depth=args.out_depth, max_channels=args.max_channels)
-    except (TypeError, ValueError) as exc:
-        raise user_error(exc) from None
-    from .design import array_design
-    try:
+        from .design import array_design  # Amaranth, once the parameters are known good
+
         design = array_design(cfg, args.name)
     except (TypeError, ValueError) as exc:
-        raise user_error(exc) from None
-    return write([design], args.out)
+        raise flag_error(exc, _ARRAY_FLAGS, quote_parameter=True) from None
+    return write_and_list([design], args.out)

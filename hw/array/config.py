@@ -6,7 +6,7 @@ testbench use this module without elaborating any hardware.
 
 from dataclasses import dataclass
 
-from wrapkit.common.checks import check_int
+from wrapkit.common.checks import ParameterValueError, check_int
 from wrapkit.ref.datapath import MacConfig
 from wrapkit.ref.requant import MULT_BITS
 
@@ -115,8 +115,8 @@ class ArrayConfig:
             raise TypeError(f"mac must be a MacConfig, not {self.mac!r}")
         if self.mac.acc_bits > 32:
             # ref.requant bounds |y| by 2^31; wider accumulators are not requantized exactly.
-            raise ValueError(f"acc_bits must be in [2, 32] for an array, got "
-                             f"{self.mac.acc_bits}")
+            raise ParameterValueError("acc_bits", "must be in [2, 32] for an array, got "
+                                                  f"{self.mac.acc_bits}")
         check_int("out_bits", self.out_bits, 1, 8)
         for name in ("act_depth", "weight_depth", "out_depth"):
             check_int(name, getattr(self, name), 2, 1 << 20)

@@ -43,7 +43,7 @@ from wrapkit.ref.requant import check_bounds, requantize
 from .config import CYCLE_BITS, DESCRIPTOR, LOAD_TARGETS, MULT_WIDTH, ArrayConfig
 
 __all__ = ["LAYER_KINDS", "LayerJob", "LayerShape", "check_job", "descriptor", "jobs_bytes",
-           "load_jobs", "load_program", "reference_outputs", "save_jobs", "words_to_outputs"]
+           "load_jobs", "load_program", "reference_outputs", "words_to_outputs"]
 
 LAYER_KINDS = ("conv2d", "linear")
 
@@ -391,15 +391,8 @@ def jobs_bytes(jobs):
     return buf.getvalue()
 
 
-def save_jobs(path, jobs):
-    """Write ``jobs`` to ``path`` atomically (see :func:`jobs_bytes`); returns the path."""
-    from wrapkit.common.files import atomic_write_bytes
-
-    return atomic_write_bytes(path, jobs_bytes(jobs))
-
-
 def load_jobs(path):
-    """The LayerJob list written by :func:`save_jobs`."""
+    """The LayerJob list from a file holding :func:`jobs_bytes`."""
     import json
 
     with np.load(path, allow_pickle=False) as data:

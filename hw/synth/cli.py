@@ -14,19 +14,9 @@ Nothing heavy is imported until a subcommand runs.
 import sys
 
 from wrapkit.common.errors import UserError
+from wrapkit.common.flags import positive_int
 
-__all__ = ["register"]
-
-
-def _positive_int(text):
-    import argparse
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
+__all__ = ["register_synth"]
 
 
 def _progress(stage):
@@ -39,7 +29,7 @@ def _common(parser):
     parser.add_argument("--cell-models", metavar="V",
                         help="Verilog models of the library's cells for the gate-level "
                              "simulation (default: the .v beside the liberty)")
-    parser.add_argument("--ops", type=_positive_int, default=2000, metavar="N",
+    parser.add_argument("--ops", type=positive_int, default=2000, metavar="N",
                         help="random operations to simulate (default: 2000)")
     parser.add_argument("--seed", type=int, default=0, help="random-operand seed (default 0)")
     parser.add_argument("--goal", choices=("delay", "area"), default="delay",
@@ -124,7 +114,7 @@ def _paper_command(args):
     return " ".join(parts)
 
 
-def register(subparsers):
+def register_synth(subparsers):
     """Add ``wrapkit synth`` to the top-level parser."""
     p = subparsers.add_parser(
         "synth", help="area, timing and stimulus-based energy of a MAC design (Yosys, "
@@ -147,7 +137,5 @@ def register(subparsers):
                    help="with 'paper': folder for mac_synthesis.{md,json,png} "
                         "(default: docs/results)")
     p.set_defaults(func=_run)
-    from .estimate_cli import register_estimate  # `wrapkit estimate` (network level)
-    register_estimate(subparsers)
     return p
 

@@ -5,21 +5,20 @@
     wrapkit estimate model.wkx                       # markdown table on stdout
     wrapkit estimate model.wkx --json est.json --plot layers.png --array-macs 256
 
-Registered by :func:`wrapkit.hw.synth.cli.register` (one hook line). Nothing heavy is
-imported until the command runs. Method: :mod:`wrapkit.hw.synth.network`, docs/estimation.md.
+Nothing heavy is imported until the command runs. Method: :mod:`wrapkit.hw.synth.network`,
+docs/estimation.md.
 """
 
 import sys
 
-from wrapkit.common.errors import UserError
+from wrapkit.common.errors import FlagError, UserError
+from wrapkit.common.flags import positive_int
 
 __all__ = ["register_estimate"]
 
 
 def register_estimate(subparsers):
     """Add ``wrapkit estimate`` to the top-level subparsers."""
-    from .cli import _positive_int
-
     p = subparsers.add_parser(
         "estimate", help="energy per inference and array area of an exported network "
                          "(real operands, 8-bit vs 32-bit accumulator)",
@@ -32,9 +31,9 @@ def register_estimate(subparsers):
     p.add_argument("--json", metavar="FILE", help="write the full result as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="per-layer energy bar chart")
     p.add_argument("--markdown", metavar="FILE.md", help="also write the table as markdown")
-    p.add_argument("--array-macs", type=_positive_int, default=64, metavar="N",
+    p.add_argument("--array-macs", type=positive_int, default=64, metavar="N",
                    help="MAC units in the array (default 64)")
-    p.add_argument("--images", type=_positive_int, default=16, metavar="N",
+    p.add_argument("--images", type=positive_int, default=16, metavar="N",
                    help="first test images whose operands are sampled (default 16)")
     p.add_argument("--dataset", default=None, choices=("fashion-mnist", "digits"),
                    help="test images (default: the export's dataset)")
@@ -46,7 +45,7 @@ def register_estimate(subparsers):
                         "0 for no baseline")
     p.add_argument("--rtl-dir", metavar="DIR",
                    help="keep the generated MAC designs here (default: a temporary folder)")
-    p.add_argument("--ops", type=_positive_int, default=1000, metavar="N",
+    p.add_argument("--ops", type=positive_int, default=1000, metavar="N",
                    help="operations simulated per layer and datapath (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="operand-sampling seed (default 0)")
     p.add_argument("--liberty", metavar="LIB",
@@ -69,8 +68,8 @@ def _run(args):
     from .network import estimate_export, estimate_markdown
 
     if args.baseline_acc_bits != 0 and not 2 <= args.baseline_acc_bits <= 62:
-        raise UserError(f"--baseline-acc-bits must be 0 (no baseline) or in [2, 62], got "
-                        f"{args.baseline_acc_bits}")
+        raise FlagError("--baseline-acc-bits", "must be 0 (no baseline) or in [2, 62], got "
+                                               f"{args.baseline_acc_bits}")
     result = estimate_export(
         args.model, images=args.images, dataset=args.dataset, data_dir=args.data_dir,
         n_ops=args.ops, seed=args.seed, array_macs=args.array_macs, act_bits=args.act_bits,

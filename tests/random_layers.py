@@ -8,16 +8,15 @@ an export's are.
 
 import numpy as np
 
+from wrapkit.hw.array.layer import LayerJob, reference_outputs
 from wrapkit.ref.datapath import encode_weights, operand_range, weight_range
 from wrapkit.ref.requant import fixed_point
-
-from .layer import LayerJob, reference_outputs
 
 __all__ = ["random_job"]
 
 
 def random_job(shape, mac, rng, *, out_bits=None, name="random", saturate=False):
-    """A :class:`~.layer.LayerJob` of ``shape`` with random data for the layer MAC ``mac``.
+    """A :class:`~wrapkit.hw.array.layer.LayerJob` of ``shape`` with random data for the layer MAC ``mac``.
 
     Parameters
     ----------
