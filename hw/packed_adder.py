@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from wrapkit.ref.bitpack import PACK_MODES, PackSpec
 
-from ._params import validating
+from .params import validating
 
 __all__ = ["MODE_CODES", "PackedAccumulator", "packed_adder_design"]
 

@@ -12,7 +12,7 @@ from .config import (
     ArrayConfig,
     array_hierarchy,
 )
-from .cycles import DRAIN, FETCH, PE_DEPTH
+from .cycles import pipeline_depths
 from .requant import Requantizer
 from .top import LayerArray
 
@@ -118,8 +118,7 @@ def array_design(config, name=None):
     extra = {
         "weight_encoding": _weight_encoding(mac),
         "interface": _interface(config),
-        "pipeline": {"fetch": FETCH, "pe": PE_DEPTH, "drain": DRAIN,
-                     "requant": Requantizer.LATENCY},
+        "pipeline": {**pipeline_depths(), "requant": Requantizer.LATENCY},
         "cycle_model": "wrapkit.hw.array.cycles.layer_cycles",
     }
     manifest = _manifest(name, "array", config.to_dict(), LayerArray.READ_LATENCY, True,
