@@ -7,6 +7,7 @@
                     --acc-bits 8 --k 2 --out rtl [--name N]
     wrapkit rtl cyclic --acc-bits 8 --k 2 --out rtl
     wrapkit rtl paper --out rtl          # the paper's six MAC designs
+    wrapkit rtl packed-adder --lane-bits 8 --lanes 4 --word-bits 32 --out rtl
 
 Amaranth is imported only when a subcommand runs.
 """
@@ -43,7 +44,7 @@ def _add_out(parser):
 
 
 def _write(designs, out):
-    from .export import write_designs
+    from .verilog import write_designs
     try:
         paths = write_designs(designs, out)
     except OSError as exc:
@@ -90,7 +91,7 @@ def _mac_config(args):
 
 def _run_mac(args):
     cfg = _mac_config(args)
-    from .export import mac_design
+    from .verilog import mac_design
     try:
         design = mac_design(cfg, args.name)
     except (TypeError, ValueError) as exc:
@@ -99,7 +100,7 @@ def _run_mac(args):
 
 
 def _run_cyclic(args):
-    from .export import cyclic_design
+    from .verilog import cyclic_design
     try:
         design = cyclic_design(args.acc_bits, args.k, args.name)
     except (TypeError, ValueError) as exc:
@@ -108,8 +109,18 @@ def _run_cyclic(args):
 
 
 def _run_paper(args):
-    from .export import paper_designs
+    from .verilog import paper_designs
     return _write(paper_designs(), args.out)
+
+
+def _run_packed_adder(args):
+    from .packed_adder import packed_adder_design
+    try:
+        design = packed_adder_design(lane_bits=args.lane_bits, lanes=args.lanes,
+                                     word_bits=args.word_bits, name=args.name)
+    except (TypeError, ValueError) as exc:
+        raise _user_error(exc) from None
+    return _write([design], args.out)
 
 
 def register(subparsers):
@@ -158,6 +169,22 @@ def register(subparsers):
                           description=f"Write the six paper MAC designs ({', '.join(PAPER_MACS)}).")
     _add_out(paper)
     paper.set_defaults(func=_run_paper)
+
+    packed = sub.add_parser(
+        "packed-adder", help="a packed (SWAR) accumulator: narrow lanes in one word",
+        description="A packed accumulator: lanes x lane-bits in one word-bits word, adding "
+                    "as a scalar adder (carry), a vector unit (isolated) or with buffer "
+                    "bits, chosen per cycle by its mode input.")
+    packed.add_argument("--lane-bits", type=int, default=8, metavar="N",
+                        help="lane width, guard bit included, 2..word-bits (default: 8)")
+    packed.add_argument("--lanes", type=int, metavar="N",
+                        help="lanes in the word (default: as many as fit)")
+    packed.add_argument("--word-bits", type=int, default=32, metavar="N",
+                        help="word width, 32 or 64 (default: 32)")
+    packed.add_argument("--name", metavar="NAME",
+                        help="default: packed_acc_w<word-bits>_l<lanes>x<lane-bits>")
+    _add_out(packed)
+    packed.set_defaults(func=_run_packed_adder)
 
     from .array.cli import add_array_parser  # `wrapkit rtl array` (hw/array, issue 5)
     add_array_parser(sub, _mac_config, _user_error, _write)

@@ -411,7 +411,7 @@ def test_design_manifest_and_reproducible_verilog(tmp_path):
     d1, d2 = array_design(cfg), array_design(cfg)
     assert d1.verilog == d2.verilog and d1.manifest == d2.manifest
     assert "initial begin" not in d1.verilog         # every buffer's init folded to a loop
-    from wrapkit.hw.export import write_designs
+    from wrapkit.hw.verilog import write_designs
     write_designs([d1], tmp_path)
     m = load_manifest(tmp_path / f"{cfg.name}.json")
     assert m["design"] == "array" and m["config"] == cfg.to_dict()

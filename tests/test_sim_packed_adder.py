@@ -15,7 +15,7 @@ SIMULATORS = ("icarus", "verilator")
 
 @pytest.fixture(scope="module")
 def design(tmp_path_factory):
-    from wrapkit.hw.export import write_designs
+    from wrapkit.hw.verilog import write_designs
     from wrapkit.hw.packed_adder import packed_adder_design
     from wrapkit.sim.packed_adder_data import real_layer_stimulus
 

@@ -15,10 +15,11 @@ import sys
 
 from wrapkit.common.errors import UserError
 
-__all__ = ["register"]
+__all__ = ["positive_int", "register"]
 
 
-def _positive_int(text):
+def positive_int(text):
+    """argparse type for a count flag: an integer >= 1 (shared by `synth` and `estimate`)."""
     import argparse
     try:
         value = int(text)
@@ -39,7 +40,7 @@ def _common(parser):
     parser.add_argument("--cell-models", metavar="V",
                         help="Verilog models of the library's cells for the gate-level "
                              "simulation (default: the .v beside the liberty)")
-    parser.add_argument("--ops", type=_positive_int, default=2000, metavar="N",
+    parser.add_argument("--ops", type=positive_int, default=2000, metavar="N",
                         help="random operations to simulate (default: 2000)")
     parser.add_argument("--seed", type=int, default=0, help="random-operand seed (default 0)")
     parser.add_argument("--goal", choices=("delay", "area"), default="delay",
@@ -53,7 +54,7 @@ def _common(parser):
 
 
 def _run(args):
-    from .flow import evaluate
+    from .evaluate import evaluate
     from .report import design_markdown
 
     if args.design == "paper":
@@ -78,7 +79,7 @@ def _run_paper(args):
 
     from tqdm import tqdm
 
-    from .flow import evaluate
+    from .evaluate import evaluate
     from .report import paper_table
     from .tools import DEFAULT_LIBERTY
 

@@ -18,7 +18,7 @@ __all__ = ["register_estimate"]
 
 def register_estimate(subparsers):
     """Add ``wrapkit estimate`` to the top-level subparsers."""
-    from .cli import _positive_int
+    from .cli import positive_int
 
     p = subparsers.add_parser(
         "estimate", help="energy per inference and array area of an exported network "
@@ -32,9 +32,9 @@ def register_estimate(subparsers):
     p.add_argument("--json", metavar="FILE", help="write the full result as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="per-layer energy bar chart")
     p.add_argument("--markdown", metavar="FILE.md", help="also write the table as markdown")
-    p.add_argument("--array-macs", type=_positive_int, default=64, metavar="N",
+    p.add_argument("--array-macs", type=positive_int, default=64, metavar="N",
                    help="MAC units in the array (default 64)")
-    p.add_argument("--images", type=_positive_int, default=16, metavar="N",
+    p.add_argument("--images", type=positive_int, default=16, metavar="N",
                    help="first test images whose operands are sampled (default 16)")
     p.add_argument("--dataset", default=None, choices=("fashion-mnist", "digits"),
                    help="test images (default: the export's dataset)")
@@ -46,7 +46,7 @@ def register_estimate(subparsers):
                         "0 for no baseline")
     p.add_argument("--rtl-dir", metavar="DIR",
                    help="keep the generated MAC designs here (default: a temporary folder)")
-    p.add_argument("--ops", type=_positive_int, default=1000, metavar="N",
+    p.add_argument("--ops", type=positive_int, default=1000, metavar="N",
                    help="operations simulated per layer and datapath (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="operand-sampling seed (default 0)")
     p.add_argument("--liberty", metavar="LIB",
