@@ -1,7 +1,7 @@
 """Parameters of the layer datapath (:class:`ArrayConfig`) and its port/descriptor layout.
 
-No Amaranth import: the cycle model, the host driver, the manifest reader and the cocotb
-testbench use this module without elaborating any hardware.
+No Amaranth import: the host driver, the manifest reader and the cocotb testbench use this
+module without elaborating any hardware.
 """
 
 from dataclasses import dataclass
