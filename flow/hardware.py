@@ -51,7 +51,7 @@ def _cosim_targets(ctx, exports):
 
 def stage_rtl(ctx):
     """The MAC Verilog and manifests of both datapaths and of each cosimulated layer."""
-    from wrapkit.hw.export import mac_design, write_designs
+    from wrapkit.hw.verilog import mac_design, write_designs
     from wrapkit.hw.synth.network import baseline_config, datapath_config
     from wrapkit.ref.engine import Engine
 

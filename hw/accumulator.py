@@ -6,7 +6,9 @@ from amaranth.lib.wiring import In, Out
 
 from wrapkit.ref.datapath import MAX_BITS
 
-from ._params import check_int, validating
+from wrapkit.common.checks import check_int
+
+from .params import validating
 
 __all__ = ["Accumulator"]
 

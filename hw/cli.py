@@ -7,6 +7,8 @@
                     --acc-bits 8 --k 2 --out rtl [--name N]
     wrapkit rtl cyclic --acc-bits 8 --k 2 --out rtl
     wrapkit rtl paper --out rtl          # the paper's six MAC designs
+    wrapkit rtl packed-adder --lane-bits 8 --word-bits 32 --out rtl
+    wrapkit rtl array --rows 8 --cols 8 ...   # a whole-layer datapath (hw/array/cli.py)
 
 Amaranth is imported only when a subcommand runs.
 """
@@ -21,7 +23,8 @@ __all__ = ["register_rtl", "write_and_list"]
 
 # Parameters of the design generators -> the flags that set them. Their errors quote the
 # parameter and name the flag: "acc_bits must be in [2, 62], got 1 (fix --acc-bits)".
-_DESIGN_FLAGS = {"name": "--name", "acc_bits": "--acc-bits", "k": "--k"}
+_DESIGN_FLAGS = {"name": "--name", "acc_bits": "--acc-bits", "k": "--k",
+                 "lane_bits": "--lane-bits", "lanes": "--lanes", "word_bits": "--word-bits"}
 
 
 def _add_out(parser):
@@ -31,7 +34,7 @@ def _add_out(parser):
 
 def write_and_list(designs, out):
     """Write ``designs`` into the folder ``out`` and print each file written."""
-    from .export import write_designs
+    from .verilog import write_designs
     try:
         paths = write_designs(designs, out)
     except OSError as exc:
@@ -44,7 +47,7 @@ def write_and_list(designs, out):
 
 def _run_mac(args):
     cfg = mac_config_from_flags(args)
-    from .export import mac_design
+    from .verilog import mac_design
     try:
         design = mac_design(cfg, args.name)
     except (TypeError, ValueError) as exc:
@@ -53,7 +56,7 @@ def _run_mac(args):
 
 
 def _run_cyclic(args):
-    from .export import cyclic_design
+    from .verilog import cyclic_design
     try:
         design = cyclic_design(args.acc_bits, args.k, args.name)
     except (TypeError, ValueError) as exc:
@@ -62,8 +65,18 @@ def _run_cyclic(args):
 
 
 def _run_paper(args):
-    from .export import paper_designs
+    from .verilog import paper_designs
     return write_and_list(paper_designs(), args.out)
+
+
+def _run_packed_adder(args):
+    from .packed_adder import packed_adder_design
+    try:
+        design = packed_adder_design(lane_bits=args.lane_bits, lanes=args.lanes,
+                                     word_bits=args.word_bits, name=args.name)
+    except (TypeError, ValueError) as exc:
+        raise flag_error(exc, _DESIGN_FLAGS, quote_parameter=True) from None
+    return write_and_list([design], args.out)
 
 
 def register_rtl(subparsers):
@@ -97,6 +110,22 @@ def register_rtl(subparsers):
                           description=f"Write the six paper MAC designs ({', '.join(PAPER_MACS)}).")
     _add_out(paper)
     paper.set_defaults(func=_run_paper)
+
+    packed = sub.add_parser(
+        "packed-adder", help="a packed (SWAR) accumulator: narrow lanes in one word",
+        description="A packed accumulator: lanes x lane-bits in one word-bits word, adding "
+                    "as a scalar adder (carry), a vector unit (isolated) or with buffer "
+                    "bits, chosen per cycle by its mode input.")
+    packed.add_argument("--lane-bits", type=int, default=8, metavar="N",
+                        help="lane width, guard bit included, 2..word-bits (default: 8)")
+    packed.add_argument("--lanes", type=int, metavar="N",
+                        help="lanes in the word (default: as many as fit)")
+    packed.add_argument("--word-bits", type=int, default=32, metavar="N",
+                        help="word width, 32 or 64 (default: 32)")
+    packed.add_argument("--name", metavar="NAME",
+                        help="default: packed_acc_w<word-bits>_l<lanes>x<lane-bits>")
+    _add_out(packed)
+    packed.set_defaults(func=_run_packed_adder)
 
     from .array.cli import add_array_parser
 

@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from wrapkit.ref.datapath import cyclic_threshold
 
-from ._params import validating
+from .params import validating
 
 __all__ = ["CyclicActivation"]
 

@@ -7,12 +7,50 @@ from amaranth.lib.wiring import In, Out
 
 from wrapkit.ref.datapath import MacConfig
 
-from ._params import validating
 from .accumulator import Accumulator
 from .cyclic import CyclicActivation
 from .multiplier import Multiplier
+from .params import validating
 
-__all__ = ["MAC"]
+__all__ = ["MAC", "add_multiply_accumulate"]
+
+
+def add_multiply_accumulate(mod, config, *, a, w, en, clr):
+    """Add the MAC's ``mult`` and ``accum`` submodules to ``mod`` and wire them.
+
+    The one place that joins a :class:`~.multiplier.Multiplier` to an
+    :class:`~.accumulator.Accumulator`; the MAC and the array's processing element both
+    build on it, so their arithmetic cannot drift apart.
+
+    Parameters
+    ----------
+    mod : amaranth.hdl.Module
+        The module being elaborated; receives the submodules ``mult`` and ``accum``.
+    config : wrapkit.ref.MacConfig
+    a, w : Value
+        The operation's activation and weight code, presented to the multiplier.
+    en, clr : Value
+        The operation's control bits one cycle later, aligned with the product register
+        (the caller registers them: the MAC in its own flops, a processing element in its
+        forwarding flops).
+
+    Returns
+    -------
+    Accumulator
+        The accumulator, whose ``acc`` holds the wrapped dot product
+        :data:`MAC.LATENCY` edges after the operation was presented.
+    """
+    mod.submodules.mult = mult = Multiplier(config)
+    mod.submodules.accum = accum = Accumulator(prod_bits=config.prod_bits,
+                                               acc_bits=config.acc_bits)
+    mod.d.comb += [
+        mult.a.eq(a),
+        mult.w.eq(w),
+        accum.prod.eq(mult.prod),
+        accum.en.eq(en),
+        accum.clr.eq(clr),
+    ]
+    return accum
 
 
 class MAC(wiring.Component):
@@ -77,7 +115,8 @@ class MAC(wiring.Component):
         A parameter is out of range (the message names it, the range and the value).
     """
 
-    LATENCY = 2
+    #: Multiplier.LATENCY (product register) + Accumulator.LATENCY (accumulator register).
+    LATENCY = Multiplier.LATENCY + Accumulator.LATENCY
 
     def __init__(self, config=None, /, **params):
         with validating(self):
@@ -122,24 +161,13 @@ class MAC(wiring.Component):
         mod = Module()
         cfg = self._config
 
-        mod.submodules.mult = mult = Multiplier(cfg)
-        mod.submodules.accum = accum = Accumulator(prod_bits=cfg.prod_bits,
-                                                   acc_bits=cfg.acc_bits)
-
         # The control bits travel beside the product register so that each operation's en/clr
         # reach the accumulator together with its product (auxiliary group).
         en_q = Signal()
         clr_q = Signal()
         mod.d.sync += [en_q.eq(self.en), clr_q.eq(self.clr)]
-
-        mod.d.comb += [
-            mult.a.eq(self.a),
-            mult.w.eq(self.w),
-            accum.prod.eq(mult.prod),
-            accum.en.eq(en_q),
-            accum.clr.eq(clr_q),
-            self.acc.eq(accum.acc),
-        ]
+        accum = add_multiply_accumulate(mod, cfg, a=self.a, w=self.w, en=en_q, clr=clr_q)
+        mod.d.comb += self.acc.eq(accum.acc)
 
         if cfg.k is not None:
             mod.submodules.cyclic = cyc = CyclicActivation(cfg.acc_bits, cfg.k)

@@ -1,8 +1,10 @@
 """The JSON manifest written beside each generated Verilog design (``rtl/<name>.json``).
 
 Testbenches and the synthesis flow read widths, signedness, latency, clock/reset and the
-hierarchy groups from here instead of repeating constants. This module imports no Amaranth,
-so readers of the manifest stay light.
+hierarchy groups from here instead of repeating constants. Generators build a manifest with
+:func:`build_manifest`; readers validate one with :func:`load_manifest`, which checks the
+kind-specific parts with :data:`~.manifest_kinds.VALIDATORS`. This module imports no
+Amaranth, so readers of the manifest stay light.
 
 Schema ``wrapkit.rtl/1`` (keys in the order they are written)::
 
@@ -10,14 +12,18 @@ Schema ``wrapkit.rtl/1`` (keys in the order they are written)::
     generator        "wrapkit <version>"
     amaranth         Amaranth version that elaborated the design
     yosys            the Yosys build that wrote the Verilog
-    design           "mac" | "cyclic" | "array" (hw/array: the layer datapath)
+    design           "mac" | "cyclic" | "array" (hw/array: the layer datapath) |
+                     "packed_adder" (hw/packed_adder.py)
     top              top module name == file stem
-    config           mac: MacConfig.to_dict(); cyclic: {"acc_bits", "k", "threshold"}
+    config           mac: MacConfig.to_dict(); cyclic: {"acc_bits", "k", "threshold"};
+                     array: ArrayConfig.to_dict(); packed_adder: {"lane_bits", "lanes",
+                     "word_bits", "mode_codes"}
     latency          clock edges from inputs to outputs (mac 2, cyclic 0)
     clock            "clk", or null for combinational designs
     reset            {"port": "rst", "sync": true, "active": "high"}, or null
     ports            [{"name", "direction": "input"|"output", "width", "signed"}, ...]
-    weight_encoding  (mac only) {"kind", "code_bits", "format", "value_range", "decode"}
+    weight_encoding  (mac, array) {"kind", "code_bits", "format", "value_range", "decode"}
+    ...              blocks of one kind (array: interface, pipeline, cycle_model)
     hierarchy        instance name -> area group; the top's own name -> "auxiliary"
     modules          instance name -> Verilog module name (escaped names such as
                      "mac_a8s_wu8_acc32.mult"; the top's own name maps to itself)
@@ -29,10 +35,14 @@ import hashlib
 import json
 from pathlib import Path
 
-from wrapkit.ref.datapath import MacConfig, cyclic_threshold
+from wrapkit import __version__
 from wrapkit.common.errors import UserError
+from wrapkit.ref.datapath import MacConfig
 
-__all__ = ["SCHEMA", "GROUPS", "load_manifest", "mac_config", "port", "verilog_path"]
+from .manifest_kinds import VALIDATORS, ManifestProblem
+
+__all__ = ["SCHEMA", "GROUPS", "build_manifest", "load_manifest", "mac_config", "port",
+           "verilog_path"]
 
 SCHEMA = "wrapkit.rtl/1"
 
@@ -41,7 +51,6 @@ GROUPS = {"mult": "multiplier", "accum": "accumulator", "cyclic": "cyclic"}
 
 _KEYS = ("schema", "generator", "amaranth", "yosys", "design", "top", "config", "latency",
          "clock", "reset", "ports", "hierarchy", "modules", "verilog", "verilog_sha256")
-_DESIGNS = ("mac", "cyclic", "array")
 
 
 def _fail(path, problem):
@@ -49,28 +58,61 @@ def _fail(path, problem):
                     f"(`make rtl` for the paper designs)")
 
 
-def _expected_ports(manifest):
-    """(name, direction, width, signed) that the design's config implies, clock/reset first."""
-    cfg = manifest["config"]
-    ports = []
-    if manifest["clock"] is not None:
-        ports += [(manifest["clock"], "input", 1, False), (manifest["reset"]["port"], "input", 1,
-                                                           False)]
-    if manifest["design"] == "mac":
-        c = mac_config(manifest)
-        ports += [("a", "input", c.act_bits, bool(c.act_signed)),
-                  ("w", "input", c.weight_code_bits, False),
-                  ("en", "input", 1, False),
-                  ("clr", "input", 1, False),
-                  ("acc", "output", c.acc_bits, True)]
-        if c.k is not None:
-            ports.append(("y", "output", c.acc_bits, True))
-    elif manifest["design"] == "array":
-        from .array.config import ArrayConfig, array_ports
-        ports += array_ports(ArrayConfig.from_dict(cfg))
-    else:
-        ports += [("m", "input", cfg["acc_bits"], True), ("y", "output", cfg["acc_bits"], True)]
-    return ports
+def build_manifest(*, name, design, config, latency, clocked, ports, hierarchy, verilog_text,
+                   yosys, extra=None):
+    """The manifest of a generated design, keys in the order of the module docstring.
+
+    Parameters
+    ----------
+    name : str
+        Top module name and file stem.
+    design : str
+        The kind, a key of :data:`~.manifest_kinds.VALIDATORS`.
+    config : dict
+        The kind's configuration (what its validator derives the ports from).
+    latency : int
+    clocked : bool
+        The design has Amaranth's ``sync`` domain (ports ``clk`` and ``rst``).
+    ports : list of dict
+        ``{"name", "direction", "width", "signed"}`` per port, clock and reset first
+        (:func:`wrapkit.hw.verilog.component_ports`).
+    hierarchy : dict
+        Instance path below the top -> area group (e.g. ``{"mult": "multiplier"}``); the top
+        itself is added as ``"auxiliary"``.
+    verilog_text : str
+        The Verilog the manifest describes (hashed into ``verilog_sha256``).
+    yosys : str
+        The Yosys build that wrote the Verilog.
+    extra : dict, optional
+        The kind's own blocks, placed after ``ports``.
+
+    Returns
+    -------
+    dict
+    """
+    import amaranth  # already loaded by whoever elaborated the design
+
+    if design not in VALIDATORS:
+        raise ValueError(f"design must be one of {', '.join(VALIDATORS)}, got {design!r}")
+    manifest = {
+        "schema": SCHEMA,
+        "generator": f"wrapkit {__version__}",
+        "amaranth": amaranth.__version__,
+        "yosys": yosys,
+        "design": design,
+        "top": name,
+        "config": config,
+        "latency": latency,
+        "clock": "clk" if clocked else None,
+        "reset": {"port": "rst", "sync": True, "active": "high"} if clocked else None,
+        "ports": ports,
+    }
+    manifest.update(extra or {})
+    manifest["hierarchy"] = {**hierarchy, name: "auxiliary"}
+    manifest["modules"] = {**{inst: f"{name}.{inst}" for inst in hierarchy}, name: name}
+    manifest["verilog"] = f"{name}.v"
+    manifest["verilog_sha256"] = hashlib.sha256(verilog_text.encode("utf-8")).hexdigest()
+    return manifest
 
 
 def load_manifest(path, *, check_verilog=True):
@@ -109,47 +151,21 @@ def load_manifest(path, *, check_verilog=True):
     missing = [k for k in _KEYS if k not in manifest]
     if missing:
         _fail(path, f"missing key(s) {', '.join(missing)}")
-    if manifest["design"] not in _DESIGNS:
-        _fail(path, f"design is {manifest['design']!r}, expected one of {', '.join(_DESIGNS)}")
+    if manifest["design"] not in VALIDATORS:
+        _fail(path, f"design is {manifest['design']!r}, expected one of "
+                    f"{', '.join(VALIDATORS)}")
     if manifest["verilog"] != f"{manifest['top']}.v":
         _fail(path, f"verilog is {manifest['verilog']!r}, expected {manifest['top']!r} + '.v'")
     if not isinstance(manifest["latency"], int) or manifest["latency"] < 0:
         _fail(path, f"latency must be a non-negative integer, got {manifest['latency']!r}")
-    if manifest["design"] == "mac":
-        if "weight_encoding" not in manifest:
-            _fail(path, "missing key(s) weight_encoding")
-        try:
-            cfg = mac_config(manifest)
-        except (KeyError, TypeError, ValueError) as exc:
-            _fail(path, f"invalid config ({exc})")
-        if cfg.to_dict() != manifest["config"]:
-            _fail(path, f"config {manifest['config']} disagrees with the derived "
-                        f"{cfg.to_dict()}")
-    elif manifest["design"] == "array":
-        from .array.config import ArrayConfig
-        try:
-            acfg = ArrayConfig.from_dict(manifest["config"])
-        except (KeyError, TypeError, ValueError) as exc:
-            _fail(path, f"invalid config ({exc})")
-        if acfg.to_dict() != manifest["config"]:
-            _fail(path, f"config {manifest['config']} disagrees with the derived "
-                        f"{acfg.to_dict()}")
-        from .array.config import array_hierarchy
-        if manifest["hierarchy"] != array_hierarchy(acfg, manifest["top"]):
-            _fail(path, f"hierarchy ({len(manifest['hierarchy'])} instances) disagrees with "
-                        f"the config ({acfg.rows}x{acfg.cols} PEs)")
-    else:
-        cfg = manifest["config"]
-        try:
-            threshold = cyclic_threshold(cfg["acc_bits"], cfg["k"])
-        except (KeyError, TypeError, ValueError) as exc:
-            _fail(path, f"invalid config ({exc})")
-        if cfg.get("threshold") != threshold:
-            _fail(path, f"config threshold {cfg.get('threshold')!r} disagrees with the "
-                        f"derived {threshold}")
     try:
+        want = VALIDATORS[manifest["design"]](manifest)
+        if manifest["clock"] is not None:
+            want = [(manifest["clock"], "input", 1, False),
+                    (manifest["reset"]["port"], "input", 1, False), *want]
         got = [(p["name"], p["direction"], p["width"], p["signed"]) for p in manifest["ports"]]
-        want = _expected_ports(manifest)
+    except ManifestProblem as exc:
+        _fail(path, str(exc))
     except (KeyError, TypeError) as exc:
         _fail(path, f"malformed ports or config ({exc!r})")
     if got != want:

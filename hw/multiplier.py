@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from wrapkit.ref.datapath import MacConfig
 
-from ._params import validating
+from .params import validating
 from .weights import decode_weight
 
 __all__ = ["Multiplier"]

@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from wrapkit.ref.bitpack import PACK_MODES, PackSpec
 
-from ._params import validating
+from .params import validating
 
 __all__ = ["MODE_CODES", "PackedAccumulator", "packed_adder_design"]
 
@@ -149,107 +149,32 @@ def packed_adder_design(*, lane_bits=8, lanes=None, word_bits=32, name=None):
 
     ``name`` defaults to ``packed_acc_w<word_bits>_l<lanes>x<lane_bits>``. The manifest's
     ``design`` is ``"packed_adder"``, its ``config`` the spec plus the mode codes; read it back
-    with :func:`load_packed_manifest`. Returns an :class:`wrapkit.hw.export.Design` (nothing
-    written; see :func:`wrapkit.hw.export.write_designs`).
-    """
-    from .export import Design, _check_name, _convert, _manifest, _ports
+    with :func:`wrapkit.hw.manifest.load_manifest`. Returns a
+    :class:`wrapkit.hw.verilog.Design` (nothing written; see
+    :func:`wrapkit.hw.verilog.write_designs`). ``wrapkit rtl packed-adder`` runs this.
 
+    Raises
+    ------
+    TypeError, ValueError
+        As :class:`PackedAccumulator`, or ``name`` is not a Verilog identifier.
+    """
+    from .manifest import build_manifest
+    from .verilog import Design, check_name, component_ports, to_verilog
+
+    if name is not None:
+        check_name(name)  # before elaborating anything, so a bad name leaves no unused unit
     unit = PackedAccumulator(lane_bits=lane_bits, lanes=lanes, word_bits=word_bits)
     s = unit.spec
-    name = _check_name(f"packed_acc_w{s.word_bits}_l{s.lanes}x{s.lane_bits}"
-                       if name is None else name)
+    if name is None:
+        name = f"packed_acc_w{s.word_bits}_l{s.lanes}x{s.lane_bits}"
     summary = (f"packed accumulator, {s.lanes} lanes x {s.lane_bits} bits in a "
                f"{s.word_bits}-bit word, modes {', '.join(PACK_MODES)}, latency "
                f"{PackedAccumulator.LATENCY}")
-    text, yosys = _convert(unit, name, summary)
+    text, yosys = to_verilog(unit, name, summary)
     config = {"lane_bits": s.lane_bits, "lanes": s.lanes, "word_bits": s.word_bits,
               "mode_codes": dict(MODE_CODES)}
-    manifest = _manifest(name, "packed_adder", config, PackedAccumulator.LATENCY, True,
-                         _ports(unit, True), [], text, yosys)
+    manifest = build_manifest(
+        name=name, design="packed_adder", config=config, latency=PackedAccumulator.LATENCY,
+        clocked=True, ports=component_ports(unit, True), hierarchy={}, verilog_text=text,
+        yosys=yosys)
     return Design(name, text, manifest)
-
-
-def load_packed_manifest(path):
-    """Read a packed-adder manifest and check it against its own config and Verilog.
-
-    The shared loader (:func:`wrapkit.hw.manifest.load_manifest`) knows the MAC and cyclic
-    designs; this one checks the same header fields, the ports the config implies and the
-    Verilog checksum. Raises :class:`~wrapkit.common.errors.UserError` naming the file.
-    """
-    import hashlib
-    import json
-    from pathlib import Path
-
-    from wrapkit.common.errors import UserError
-
-    from .manifest import SCHEMA
-
-    path = Path(path)
-
-    def fail(problem):
-        raise UserError(f"RTL manifest {path}: {problem}; regenerate it with "
-                        "`python -m wrapkit.hw.packed_adder --out DIR`")
-
-    try:
-        m = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        fail("file not found")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        fail(f"unreadable ({exc})")
-    if not isinstance(m, dict) or m.get("schema") != SCHEMA or m.get("design") != "packed_adder":
-        fail(f"not a {SCHEMA} packed_adder manifest")
-    try:
-        cfg = m["config"]
-        spec = PackSpec(cfg["lane_bits"], cfg["lanes"], cfg["word_bits"])
-        if cfg.get("mode_codes") != MODE_CODES:
-            fail(f"mode_codes {cfg.get('mode_codes')} differ from this wrapkit's {MODE_CODES}")
-        got = [(p["name"], p["direction"], p["width"], p["signed"]) for p in m["ports"]]
-    except (KeyError, TypeError, ValueError) as exc:
-        fail(f"invalid config or ports ({exc})")
-    want = [("clk", "input", 1, False), ("rst", "input", 1, False),
-            ("x", "input", spec.word_bits, False), ("en", "input", 1, False),
-            ("clr", "input", 1, False), ("mode", "input", 2, False),
-            ("acc", "output", spec.word_bits, False), ("flags", "output", spec.lanes, False),
-            ("total", "output", spec.lane_bits, True)]
-    if got != want:
-        fail(f"ports {got} disagree with the config, which implies {want}")
-    vpath = path.parent / m["verilog"]
-    try:
-        digest = hashlib.sha256(vpath.read_bytes()).hexdigest()
-    except OSError:
-        fail(f"Verilog file {vpath} not found")
-    if digest != m["verilog_sha256"]:
-        fail(f"{vpath.name} does not match verilog_sha256 (edited by hand?)")
-    return m
-
-
-def _main(argv=None):
-    """``python -m wrapkit.hw.packed_adder [--lane-bits 8] [--lanes 4] [--word-bits 32] --out DIR``"""
-    import argparse
-    import sys
-
-    from .export import write_designs
-
-    p = argparse.ArgumentParser(prog="python -m wrapkit.hw.packed_adder",
-                                description="Generate the packed accumulator's Verilog + manifest.")
-    p.add_argument("--lane-bits", type=int, default=8)
-    p.add_argument("--lanes", type=int, default=None)
-    p.add_argument("--word-bits", type=int, default=32)
-    p.add_argument("--name", default=None)
-    p.add_argument("--out", default="rtl")
-    args = p.parse_args(argv)
-    try:
-        design = packed_adder_design(lane_bits=args.lane_bits, lanes=args.lanes,
-                                     word_bits=args.word_bits, name=args.name)
-    except (TypeError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for f in write_designs([design], args.out):
-        print(f)
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(_main())

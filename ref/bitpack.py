@@ -48,7 +48,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from wrapkit.common.checks import check_int
+from wrapkit.common.checks import ParameterValueError, check_int
 
 from .datapath import _as_int64, wrap
 
@@ -125,16 +125,15 @@ class PackSpec:
     def __post_init__(self):
         word_bits = check_int("word_bits", self.word_bits)
         if word_bits not in WORD_BITS:
-            raise ValueError(f"word_bits must be 32 or 64, got {word_bits}")
+            raise ParameterValueError("word_bits", f"must be 32 or 64, got {word_bits}")
         b = check_int("lane_bits", self.lane_bits)
         if not 2 <= b <= word_bits:
-            raise ValueError(f"lane_bits must be in [2, {word_bits}], got {b}")
+            raise ParameterValueError("lane_bits", f"must be in [2, {word_bits}], got {b}")
         lanes = check_int("lanes", self.lanes)
         if not 1 <= lanes <= word_bits // b:
-            raise ValueError(
-                f"lanes must be in [1, {word_bits // b}] for lane_bits={b} in a "
-                f"{word_bits}-bit word, got {lanes}"
-            )
+            raise ParameterValueError(
+                "lanes", f"must be in [1, {word_bits // b}] for lane_bits={b} in a "
+                         f"{word_bits}-bit word, got {lanes}")
         if self.mode not in PACK_MODES:
             raise ValueError(f"mode must be one of {', '.join(PACK_MODES)}, got {self.mode!r}")
 

@@ -111,7 +111,7 @@ def _run_cosim_paper(args):
 
     for sim in sims:  # fail on a missing tool before spending time on generation
         prepare_simulator(sim)
-    from wrapkit.hw.export import paper_designs, write_designs
+    from wrapkit.hw.verilog import paper_designs, write_designs
 
     from .cosim import cosim_mac
     from .designs import default_rtl_dir

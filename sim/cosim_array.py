@@ -50,7 +50,7 @@ def array_rtl(cfg, root=None):
         fcntl.flock(lock, fcntl.LOCK_EX)  # parallel workers: one generates, the others wait
         if not manifest.is_file():
             from wrapkit.hw.array.design import array_design
-            from wrapkit.hw.export import write_designs
+            from wrapkit.hw.verilog import write_designs
 
             write_designs([array_design(cfg)], folder)  # Verilog first, manifest last
     return manifest

@@ -3,7 +3,7 @@
 * :func:`resolve_mac` turns a paper configuration name (``8x8_acc8_k2``) or a manifest path
   into a validated MAC manifest path (seed names look in ``rtl/``, the committed designs).
 * :func:`cyclic_bank` generates ``CyclicActivation`` designs for a sweep of widths and slopes
-  with the hw generator (:func:`wrapkit.hw.export.cyclic_design`) and wraps them in one
+  with the hw generator (:func:`wrapkit.hw.verilog.cyclic_design`) and wraps them in one
   Verilog top so a single compile covers the whole sweep. The bank lives in the build folder,
   keyed by a fingerprint of the generator's sources; it is not committed.
 """
@@ -135,7 +135,7 @@ def cyclic_bank(acc_bits=range(4, 11), ks=range(1, 5), root=None):
         fcntl.flock(lock, fcntl.LOCK_EX)  # parallel workers: one generates, the others wait
         if bank_json.is_file():
             return bank_json
-        from wrapkit.hw.export import cyclic_design, write_designs
+        from wrapkit.hw.verilog import cyclic_design, write_designs
 
         designs = [cyclic_design(b, k) for b in widths for k in slopes]
         write_designs(designs, folder)

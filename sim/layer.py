@@ -8,7 +8,7 @@ images, and
    layer_stream`: one dot product per output neuron, output positions outermost, output
    channels next, the fan-in innermost, ``clr`` on each dot product's first operation);
 2. generates the MAC for the layer's bit widths with the hw generator
-   (:func:`wrapkit.hw.export.mac_design`, unsigned activations of the layer's input bits,
+   (:func:`wrapkit.hw.verilog.mac_design`, unsigned activations of the layer's input bits,
    its weight kind, accumulator width and cyclic slope; cached in the build folder);
 3. simulates the stream on Icarus or Verilator, either *preloaded* (:mod:`.preload`: the
    simulator runs free, Python checks every cycle afterwards) or *driven* (cocotb,
@@ -109,7 +109,7 @@ def layer_design(cfg, root=None):
     with open(folder.with_name(folder.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not manifest.is_file():
-            from wrapkit.hw.export import mac_design, write_designs
+            from wrapkit.hw.verilog import mac_design, write_designs
 
             write_designs([mac_design(cfg)], folder)  # the manifest is written last
     return manifest

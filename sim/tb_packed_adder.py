@@ -22,7 +22,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-from wrapkit.hw.packed_adder import load_packed_manifest
+from wrapkit.hw.manifest import load_manifest
 from wrapkit.ref.bitpack import PackSpec, packed_stream
 
 from .packed_adder_data import PackedStimulus, random_stimulus
@@ -96,7 +96,7 @@ class Scoreboard:
 
 async def _run(dut, stim, label):
     log = logging.getLogger(f"cocotb.tb_packed_adder.{label}")
-    manifest = load_packed_manifest(tb_param("MANIFEST"))
+    manifest = load_manifest(tb_param("MANIFEST"))
     cfg = manifest["config"]
     spec = PackSpec(cfg["lane_bits"], cfg["lanes"], cfg["word_bits"])
     if int(manifest["latency"]) != 1:
@@ -131,7 +131,7 @@ async def _run(dut, stim, label):
 @cocotb.test()
 async def test_random(dut):
     """Random words (guard bits included), en, clr and mode codes 0..3."""
-    manifest = load_packed_manifest(tb_param("MANIFEST"))
+    manifest = load_manifest(tb_param("MANIFEST"))
     cfg = manifest["config"]
     spec = PackSpec(cfg["lane_bits"], cfg["lanes"], cfg["word_bits"])
     stim = random_stimulus(spec, tb_param("OPS", 3000, int), tb_param("SEED", 1, int))

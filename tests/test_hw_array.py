@@ -411,14 +411,14 @@ def test_design_manifest_and_reproducible_verilog(tmp_path):
     d1, d2 = array_design(cfg), array_design(cfg)
     assert d1.verilog == d2.verilog and d1.manifest == d2.manifest
     assert "initial begin" not in d1.verilog         # every buffer's init folded to a loop
-    from wrapkit.hw.export import write_designs
+    from wrapkit.hw.verilog import write_designs
     write_designs([d1], tmp_path)
     m = load_manifest(tmp_path / f"{cfg.name}.json")
     assert m["design"] == "array" and m["config"] == cfg.to_dict()
     assert [(p["name"], p["direction"], p["width"]) for p in m["ports"][2:]] == \
         [(n, d, w) for n, d, w, _ in array_ports(cfg)]
-    assert m["hierarchy"]["pe_1_2.accum"] == "accumulator"
-    assert m["hierarchy"]["cyclic"] == "cyclic" and m["latency"] == 1
+    assert m["hierarchy"]["grid.pe_1_2.accum"] == "accumulator"
+    assert m["hierarchy"]["drain.cyclic"] == "cyclic" and m["latency"] == 1
     assert [f["name"] for f in m["interface"]["descriptor"]] == [f[0] for f in DESCRIPTOR]
     assert m["interface"]["load_targets"]["weight"]["depth"] == 1024
     # A config edited by hand is caught.

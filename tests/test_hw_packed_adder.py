@@ -11,9 +11,9 @@ from amaranth.sim import Simulator
 from wrapkit.hw.packed_adder import (
     MODE_CODES,
     PackedAccumulator,
-    load_packed_manifest,
     packed_adder_design,
 )
+from wrapkit.hw.manifest import load_manifest
 from wrapkit.ref.bitpack import PackSpec, packed_stream
 from wrapkit.common.errors import UserError
 
@@ -89,12 +89,12 @@ def test_bad_parameters(kwargs, exc, msg):
 
 
 def test_design_manifest_roundtrip(tmp_path):
-    from wrapkit.hw.export import write_designs
+    from wrapkit.hw.verilog import write_designs
 
     design = packed_adder_design()
     assert design.name == "packed_acc_w32_l4x8"
     write_designs([design], tmp_path)
-    m = load_packed_manifest(tmp_path / "packed_acc_w32_l4x8.json")
+    m = load_manifest(tmp_path / "packed_acc_w32_l4x8.json")
     assert m["config"] == {"lane_bits": 8, "lanes": 4, "word_bits": 32,
                            "mode_codes": {"carry": 0, "isolated": 1, "buffer": 2}}
     assert m["latency"] == PackedAccumulator.LATENCY
@@ -103,9 +103,9 @@ def test_design_manifest_roundtrip(tmp_path):
     v = tmp_path / "packed_acc_w32_l4x8.v"
     v.write_text(v.read_text() + "\n// edited\n")
     with pytest.raises(UserError, match=r"does not match verilog_sha256"):
-        load_packed_manifest(tmp_path / "packed_acc_w32_l4x8.json")
+        load_manifest(tmp_path / "packed_acc_w32_l4x8.json")
     bad = json.loads((tmp_path / "packed_acc_w32_l4x8.json").read_text())
     bad["ports"][2]["width"] = 16
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(UserError, match=r"^RTL manifest .*bad\.json: ports .* disagree"):
-        load_packed_manifest(tmp_path / "bad.json")
+        load_manifest(tmp_path / "bad.json")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wrapkit.hw.export import paper_designs, write_designs
+from wrapkit.hw.verilog import paper_designs, write_designs
 from wrapkit.hw.manifest import load_manifest
 from wrapkit.ref.configs import PAPER_MACS
 

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.sim
 
 @pytest.fixture(scope="module")
 def design(tmp_path_factory):
-    from wrapkit.hw.export import write_designs
+    from wrapkit.hw.verilog import write_designs
     from wrapkit.hw.packed_adder import packed_adder_design
     from packed_adder_stimulus import real_layer_stimulus
 

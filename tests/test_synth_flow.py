@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from wrapkit.cli import main
-from wrapkit.hw.synth import flow as synth_flow
+from wrapkit.hw.synth import evaluate as synth_flow
 from wrapkit.hw.synth.activity import random_stimulus, simulate, stream_from_dot_products
 from wrapkit.hw.synth.liberty import read_liberty
 from wrapkit.hw.synth.tools import DEFAULT_LIBERTY, ToolError, require_tool
@@ -187,7 +187,7 @@ def test_unknown_top_and_no_registers(tmp_path):
 
 
 def test_combinational_design_is_rejected(tmp_path):
-    from wrapkit.hw.export import cyclic_design, write_designs
+    from wrapkit.hw.verilog import cyclic_design, write_designs
     (path,) = [p for p in write_designs([cyclic_design(8, 2)], tmp_path)
                if str(p).endswith(".json")]
     with pytest.raises(UserError, match=r"^.*describes a 'cyclic' design; the synthesis flow "

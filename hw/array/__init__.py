@@ -1,7 +1,10 @@
-"""The layer datapath (issue 5): an output-stationary array of WrapNet MACs that runs a whole
-conv2d or linear layer, with its host driver and exact cycle model.
+"""The layer datapath: an output-stationary array of WrapNet MACs that runs a whole conv2d or
+linear layer, with its host driver and exact cycle model.
 
-Amaranth-free: :mod:`.config`, :mod:`.layer`, :mod:`.cycles` (import them directly).
-Hardware: :mod:`.pe`, :mod:`.requant`, :mod:`.top` (``LayerArray``), :mod:`.design`
-(Verilog + manifest). See docs/array.md.
+Amaranth-free: :mod:`.config`, :mod:`.layer` (import them directly). Hardware, one
+component per module: :mod:`.top` (``LayerArray``) composed of :mod:`.controller`,
+:mod:`.fetch`, :mod:`.grid` (of :mod:`.pe`) and :mod:`.drain` (with :mod:`.requant`), joined
+by :mod:`.delay` lines and described by the :mod:`.descriptor` layout; :mod:`.cycles` is the
+cycle model built from their ``LATENCY`` constants; :mod:`.design` writes Verilog + manifest.
+See docs/array.md.
 """

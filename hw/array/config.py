@@ -1,7 +1,7 @@
 """Parameters of the layer datapath (:class:`ArrayConfig`) and its port/descriptor layout.
 
-No Amaranth import: the cycle model, the host driver, the manifest reader and the cocotb
-testbench use this module without elaborating any hardware.
+No Amaranth import: the host driver, the manifest reader and the cocotb testbench use this
+module without elaborating any hardware.
 """
 
 from dataclasses import dataclass
@@ -218,14 +218,19 @@ def array_ports(cfg):
 
 
 def array_hierarchy(cfg, top):
-    """Instance name -> area group of a generated array (the manifest's ``hierarchy``)."""
+    """Instance path -> area group of a generated array (the manifest's ``hierarchy``).
+
+    The paths follow the sub-components of :class:`~.top.LayerArray`: processing elements
+    in ``grid``, the cyclic activation and the requantizer in ``drain``; every other
+    instance (controller, operand fetch, delay lines) is auxiliary logic of the top.
+    """
     groups = {}
     for r in range(cfg.rows):
         for c in range(cfg.cols):
-            pe = f"pe_{r}_{c}"
+            pe = f"grid.pe_{r}_{c}"
             groups.update({pe: "pe", f"{pe}.mult": "multiplier", f"{pe}.accum": "accumulator"})
     if cfg.mac.k is not None:
-        groups["cyclic"] = "cyclic"
-    groups["requant"] = "requant"
+        groups["drain.cyclic"] = "cyclic"
+    groups["drain.requant"] = "requant"
     groups[top] = "auxiliary"
     return groups

@@ -2,20 +2,32 @@
 
 Checked against the RTL in Amaranth's simulator (tests/test_hw_array.py) and in cocotb on
 Icarus and Verilator (tests/test_sim_array.py); used for whole-network latency estimates.
+The pipeline depths are the sub-components' own ``LATENCY`` constants (reading them imports
+Amaranth but elaborates nothing), so the model follows the hardware when a stage changes.
 """
 
 import math
 from dataclasses import asdict, dataclass
 
 from .config import ArrayConfig
+from .controller import Controller
+from .drain import DrainLane
+from .fetch import OperandFetch
+from .grid import PEGrid
 
-__all__ = ["CycleReport", "layer_cycles"]
+__all__ = ["CycleReport", "layer_cycles", "pipeline_depths"]
 
-#: Pipeline depths of the RTL (hw/array/top.py), named so the formula below reads as the
-#: hardware does.
-FETCH = 1        # buffer read: address -> operand at the skew registers
-PE_DEPTH = 3     # operand -> product register -> accumulator -> result register
-DRAIN = 4        # result mux register -> requantizer (2) -> output write, done register
+
+def pipeline_depths():
+    """The depths the cycle model adds up, by stage (the array manifest lists them).
+
+    ``fetch``: buffer read, request -> operands at the grid's edges; ``pe``: a dot
+    product's last operand -> the PE's result register; ``drain``: selecting a result ->
+    presenting its output-buffer write; ``done``: that write -> the ``done`` pulse (raised on
+    the edge that writes).
+    """
+    return {"fetch": OperandFetch.LATENCY, "pe": PEGrid.LATENCY, "drain": DrainLane.LATENCY,
+            "done": Controller.LATENCY}
 
 
 @dataclass(frozen=True)
@@ -68,10 +80,13 @@ def layer_cycles(cfg: ArrayConfig, shape):
         + R                       shift positions 0..R-1 into the rows
         + 1                       first FEED cycle: tile 0, operand 0 addressed
         + (T-1)*P + K - 1         last operand of the last tile addressed
-        + FETCH + (R-1) + (C-1)   ... reaches the bottom-right PE (buffer read + skew)
-        + PE_DEPTH                ... its result register holds the last dot product
+        + fetch + (R-1) + (C-1)   ... reaches the bottom-right PE (buffer read, then
+                                  skew and forwarding)
+        + pe                      ... its result register holds the last dot product
         + R*C - 1                 drain lane reads the last tile's R*C results
-        + DRAIN - 1               last output written; done raised on the same edge
+        + drain + done - 1        last output written; done raised on the same edge
+
+    with the depths of :func:`pipeline_depths`.
     """
     if not isinstance(cfg, ArrayConfig):
         raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
@@ -81,8 +96,12 @@ def layer_cycles(cfg: ArrayConfig, shape):
     ct = math.ceil(shape.out_channels / C)
     tiles = pt * ct
     period = max(k, R * C)
-    total = (R + 1 + (tiles - 1) * period + k - 1 + FETCH + (R - 1) + (C - 1) + PE_DEPTH
-             + R * C - 1 + DRAIN - 1)
+    depth = pipeline_depths()
+    total = (R + 1 + (tiles - 1) * period + k - 1
+             + depth["fetch"] + (R - 1) + (C - 1)
+             + depth["pe"]
+             + R * C - 1
+             + depth["drain"] + depth["done"] - 1)
     macs = shape.macs
     return CycleReport(
         total=total, init=R, tiles=tiles, position_tiles=pt, channel_tiles=ct,

@@ -1,9 +1,9 @@
 """Verilog + manifest of a :class:`~.top.LayerArray` (``wrapkit rtl array``)."""
 
-import hashlib
 import re
 
-from ..export import Design, _check_name, _convert, _manifest, _ports, _weight_encoding
+from ..manifest import build_manifest
+from ..verilog import Design, check_name, component_ports, to_verilog, weight_encoding
 from .config import (
     DESCRIPTOR,
     LD_DATA_BITS,
@@ -12,7 +12,7 @@ from .config import (
     ArrayConfig,
     array_hierarchy,
 )
-from .cycles import DRAIN, FETCH, PE_DEPTH
+from .cycles import pipeline_depths
 from .requant import Requantizer
 from .top import LayerArray
 
@@ -99,11 +99,11 @@ def array_design(config, name=None):
 
     Returns
     -------
-    wrapkit.hw.export.Design
+    wrapkit.hw.verilog.Design
     """
     if not isinstance(config, ArrayConfig):
         raise TypeError(f"config must be an ArrayConfig, not {config!r}")
-    name = _check_name(config.name if name is None else name)
+    name = check_name(config.name if name is None else name)
     array = LayerArray(config)
     mac = config.mac
     summary = (f"layer array {config.rows}x{config.cols} of MACs ({mac.act_bits}-bit "
@@ -111,20 +111,18 @@ def array_design(config, name=None):
                f"{mac.weight_kind} weights, {mac.acc_bits}-bit wrapping accumulators, "
                f"{'no cyclic activation' if mac.k is None else f'cyclic k={mac.k}'}), "
                f"{config.out_bits}-bit requantized outputs")
-    text, yosys = _convert(array, name, summary)
+    text, yosys = to_verilog(array, name, summary)
     text = fold_zero_init(text)
     instances = array_hierarchy(config, name)
     del instances[name]
     extra = {
-        "weight_encoding": _weight_encoding(mac),
+        "weight_encoding": weight_encoding(mac),
         "interface": _interface(config),
-        "pipeline": {"fetch": FETCH, "pe": PE_DEPTH, "drain": DRAIN,
-                     "requant": Requantizer.LATENCY},
+        "pipeline": {**pipeline_depths(), "requant": Requantizer.LATENCY},
         "cycle_model": "wrapkit.hw.array.cycles.layer_cycles",
     }
-    manifest = _manifest(name, "array", config.to_dict(), LayerArray.READ_LATENCY, True,
-                         _ports(array, True), [], text, yosys, extra=extra)
-    manifest["hierarchy"] = {**instances, name: "auxiliary"}
-    manifest["modules"] = {**{inst: f"{name}.{inst}" for inst in instances}, name: name}
-    manifest["verilog_sha256"] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    manifest = build_manifest(
+        name=name, design="array", config=config.to_dict(), latency=LayerArray.READ_LATENCY,
+        clocked=True, ports=component_ports(array, True), hierarchy=instances,
+        verilog_text=text, yosys=yosys, extra=extra)
     return Design(name, text, manifest)

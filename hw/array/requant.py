@@ -4,7 +4,9 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .._params import check_int, validating
+from wrapkit.common.checks import check_int
+
+from ..params import validating
 from .config import BIAS_BITS, MULT_WIDTH, SHIFT_BITS
 
 __all__ = ["Requantizer"]

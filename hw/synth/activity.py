@@ -99,11 +99,10 @@ class Stimulus:
 
     def digest(self):
         """Content hash (part of the energy cache key)."""
-        import hashlib
-        h = hashlib.sha256()
-        for arr in (self.a, self.w, self.en, self.clr):
-            h.update(np.ascontiguousarray(arr, dtype=np.int64).tobytes())
-        return h.hexdigest()
+        from wrapkit.common.buildcache import hash_parts
+
+        return hash_parts(*(np.ascontiguousarray(arr, dtype=np.int64).tobytes()
+                            for arr in (self.a, self.w, self.en, self.clr)))
 
 
 def _stimulus(a, w, en, clr, source):

@@ -11,12 +11,13 @@ Entries are written to a temporary folder and renamed into place, so a crashed o
 run leaves either a complete entry or none.
 """
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from wrapkit.common.buildcache import hash_parts
 
 __all__ = ["cache_dir", "cache_key", "cached_entry", "commit_entry"]
 
@@ -28,20 +29,11 @@ def cache_dir():
 
 
 def cache_key(kind, *parts):
-    """SHA-256 over ``kind`` and ``parts`` (bytes, str, paths -> file bytes, JSON-able)."""
-    h = hashlib.sha256(kind.encode())
-    for part in parts:
-        if isinstance(part, Path):
-            data = part.read_bytes()
-        elif isinstance(part, bytes):
-            data = part
-        elif isinstance(part, str):
-            data = part.encode()
-        else:
-            data = json.dumps(part, sort_keys=True, default=str).encode()
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-    return h.hexdigest()
+    """SHA-256 over ``kind`` and ``parts``: bytes and str as they are, paths as their files'
+    bytes, anything else (numbers, flags, dicts) as canonical JSON."""
+    return hash_parts(kind, *(part if isinstance(part, (bytes, str, Path))
+                              else json.dumps(part, sort_keys=True, default=str)
+                              for part in parts))
 
 
 def cached_entry(kind, key):

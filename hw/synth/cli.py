@@ -43,7 +43,7 @@ def _common(parser):
 
 
 def _run(args):
-    from .flow import evaluate
+    from .evaluate import evaluate
     from .report import design_markdown
 
     if args.design == "paper":
@@ -68,7 +68,7 @@ def _run_paper(args):
 
     from tqdm import tqdm
 
-    from .flow import evaluate
+    from .evaluate import evaluate
     from .report import paper_table
     from .tools import DEFAULT_LIBERTY
 

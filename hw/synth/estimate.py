@@ -24,7 +24,7 @@ import numpy as np
 from wrapkit.ref.datapath import MacConfig, operand_range
 
 from .activity import Stimulus
-from .flow import OPS_PER_CYCLE, run_energy, synthesize_design
+from .evaluate import OPS_PER_CYCLE, run_energy, synthesize_design
 
 __all__ = ["LayerRecord", "estimate_layers", "stimulus_from_toggle_rates", "write_layer_plot"]
 

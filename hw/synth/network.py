@@ -216,7 +216,7 @@ def network_activity(exp, images, *, n_ops=1000, segments=DEFAULT_SEGMENTS, seed
 
 def _designs(configs, rtl_dir):
     """Generate the MAC for each config into ``rtl_dir``; manifest paths in order."""
-    from wrapkit.hw.export import mac_design, write_designs
+    from wrapkit.hw.verilog import mac_design, write_designs
 
     designs = [mac_design(c) for c in configs]
     try:

@@ -15,7 +15,7 @@ from wrapkit.ref.configs import PAPER_MACS
 from wrapkit.common.errors import UserError
 from wrapkit.common.files import atomic_write_json, atomic_write_text
 
-from .flow import GROUP_ORDER
+from .evaluate import GROUP_ORDER
 
 __all__ = ["PAPER_28NM", "design_markdown", "gains", "paper_markdown", "paper_table",
            "write_plots"]
@@ -77,7 +77,7 @@ def _groups(d):
 
 
 def design_markdown(report):
-    """Markdown summary of one design's :func:`~wrapkit.hw.synth.flow.evaluate` report."""
+    """Markdown summary of one design's :func:`~wrapkit.hw.synth.evaluate.evaluate` report."""
     e = report["energy"]
     sb = e["stimulus_based"]
     lines = [

@@ -1,5 +1,5 @@
-"""The whole estimation flow for one generated design: synthesis -> timing -> gate-level
-simulation -> energy, with caching.
+"""The evaluation of one generated design: synthesis -> timing -> gate-level simulation ->
+energy, with caching.
 
 ``evaluate(manifest_path)`` returns a JSON-able report in the units of the paper's Tables
 2.11-2.13: cycle time (ns), throughput (Gops, 2 operations per cycle -- a multiplication and an
@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wrapkit import __version__
-from wrapkit.ref.datapath import MacConfig
+from wrapkit.common.buildcache import source_fingerprint
 from wrapkit.common.errors import UserError
+from wrapkit.ref.datapath import MacConfig
 
 from . import cache
 from .activity import Stimulus, random_stimulus, simulate
@@ -35,6 +36,10 @@ __all__ = ["FLOW_VERSION", "GROUP_ORDER", "OPS_PER_CYCLE", "DesignFlow", "evalua
 #: flow's own source files, so an edited flow never reads results of an older one.
 FLOW_VERSION = "2"
 
+# Front ends that only call the evaluation: editing them keeps the cache.
+_FRONT_ENDS = tuple(f"hw/synth/{name}" for name in (
+    "__init__.py", "cli.py", "report.py", "estimate.py", "network.py", "estimate_cli.py"))
+
 #: A MAC completes a multiplication and an addition per cycle (the paper's throughput).
 OPS_PER_CYCLE = 2
 
@@ -50,15 +55,8 @@ _SIM_MARGIN_S = 0.2e-9
 
 def _flow_digest():
     """FLOW_VERSION plus a hash of this package's source (part of every cache key)."""
-    import hashlib
-    h = hashlib.sha256(FLOW_VERSION.encode())
-    for src in sorted(Path(__file__).parent.glob("*.py")):
-        # Front ends that only call the flow are left out, so editing them keeps the cache.
-        if src.name not in ("cli.py", "report.py", "estimate.py", "network.py",
-                            "estimate_cli.py"):
-            h.update(src.name.encode())
-            h.update(src.read_bytes())
-    return h.hexdigest()
+    return source_fingerprint("hw/synth", exclude=_FRONT_ENDS, extra=(FLOW_VERSION,),
+                              length=None)
 
 
 def load_design(manifest_path):

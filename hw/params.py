@@ -1,10 +1,8 @@
-"""Constructor helpers shared by the hw components (private)."""
+"""Constructor support shared by the hw components: parameter checks that leave no warning."""
 
 from contextlib import contextmanager
 
-from wrapkit.common.checks import check_int
-
-__all__ = ["check_int", "validating"]
+__all__ = ["validating"]
 
 
 @contextmanager

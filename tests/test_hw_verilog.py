@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from wrapkit.hw.export import cyclic_design, mac_design, write_designs
+from wrapkit.hw.verilog import cyclic_design, mac_design, write_designs
 from wrapkit.hw.manifest import SCHEMA, load_manifest, mac_config, port, verilog_path
 from wrapkit.ref import MacConfig
 from wrapkit.ref.configs import PAPER_MACS
@@ -76,7 +76,7 @@ def test_weight_encoding_in_manifest():
 def test_output_is_reproducible_and_path_independent(k2, tmp_path):
     """Another process, another hash seed, another working directory: the same bytes; and no
     source locations (emit_src=False) or checkout paths in the text."""
-    code = ("from wrapkit.hw.export import mac_design; from wrapkit.ref.configs import PAPER_MACS;"
+    code = ("from wrapkit.hw.verilog import mac_design; from wrapkit.ref.configs import PAPER_MACS;"
             "import sys; sys.stdout.write(mac_design(PAPER_MACS['8x8_acc8_k2']).verilog)")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     other = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
@@ -138,7 +138,7 @@ _FIX = r"; regenerate it with `wrapkit rtl` \(`make rtl` for the paper designs\)
     (lambda m: m.update(schema="wrapkit.rtl/0"),
      r"schema is 'wrapkit.rtl/0', expected 'wrapkit.rtl/1'"),
     (lambda m: m.pop("latency"), r"missing key\(s\) latency"),
-    (lambda m: m.update(design="adder"), r"design is 'adder', expected one of mac, cyclic, array"),
+    (lambda m: m.update(design="adder"), r"design is 'adder', expected one of mac, cyclic, array, packed_adder"),
     (lambda m: m["config"].update(prod_bits=16), r"config \{.*'prod_bits': 16.*\} disagrees "
                                                  r"with the derived \{.*'prod_bits': 8.*\}"),
     (lambda m: m["config"].update(act_bits=0), r"invalid config \(act_bits must be in "
