@@ -38,8 +38,8 @@ def add_multipliers(scale_a, scale_b, scale_out, mult_bits=16):
 
     ``shift = mult_bits − 1 − floor(log2 max(r_a, r_b))`` (clipped to ``[0, 61]``) with
     ``r_x = scale_x / scale_out``, and ``m_x = floor(r_x·2^shift + 1/2)``; unless the
-    shift is clipped at 0, the larger multiplier is at most ``2^mult_bits``. The error bound is in the module
-    docstring.
+    shift is clipped at 0, the larger multiplier is at most ``2^mult_bits``. The error
+    bound is in the module docstring.
 
     >>> add_multipliers(0.05, 0.02, 0.1, 8)
     (128, 51, 8)

@@ -26,7 +26,8 @@ __all__ = ["conv2d", "conv_output_size", "conv_patches", "linear", "matmul"]
 
 
 def conv_output_size(size, kernel, stride=1, padding=0, dilation=1):
-    """``floor((size + 2·padding − dilation·(kernel − 1) − 1) / stride) + 1`` (PyTorch's)."""
+    """Output length ``floor((size + 2·padding − dilation·(kernel − 1) − 1) / stride) + 1``
+    (PyTorch's)."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 

@@ -151,9 +151,9 @@ def isqrt(v):
 def layer_norm_constants(gamma, beta, *, n, out_scale, mult_bits=16):
     """Per-channel ``(m, b, shift)`` of :func:`layer_norm` for float ``γ, β`` (length ``n``).
 
-    ``m_c ≈ γ_c·√n·2^(shift − NORM_BITS) / out_scale`` and ``b_c ≈ β_c·2^shift / out_scale``
-    (round half up), with one shift for all channels giving the largest ``|m_c|``
-    ``mult_bits`` significant bits.
+    ``m_c ≈ γ_c·√n·2^(shift − NORM_BITS) / out_scale`` and
+    ``b_c ≈ β_c·2^shift / out_scale`` (round half up), with one shift for all channels
+    that gives the largest ``|m_c|`` ``mult_bits`` significant bits.
     """
     n = check_int("n", n, 1)
     s_out = check_positive_float("out_scale", out_scale)
