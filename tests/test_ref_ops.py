@@ -372,3 +372,88 @@ def test_nonlinear_errors():
         lookup(np.array([2]), np.zeros(4, np.int64), in_bits=2, in_signed=True)
     with pytest.raises(ValueError, match=re.escape("table must have 2^in_bits = 4 entries")):
         lookup(np.array([0]), np.zeros(3, np.int64), in_bits=2, in_signed=True)
+
+
+# -- documentation ------------------------------------------------------------------------------
+
+def test_docstring_examples():
+    import doctest
+    import importlib
+
+    for name in ("accumulator", "elementwise", "fixed", "linear", "lut", "nonlinear", "shape"):
+        module = importlib.import_module(f"wrapkit.ref.ops.{name}")
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
+def test_docs_graph_node_examples():
+    """Every number of docs/datapath.md §6, so the documentation cannot drift."""
+    from pathlib import Path
+    doc = (Path(__file__).parents[1] / "docs" / "datapath.md").read_text().replace("−", "-")
+    section = doc[doc.index("## 6. Graph node semantics"):]
+
+    def shown(*texts):
+        for text in texts:
+            assert text in section, text
+
+    x = np.arange(9).reshape(1, 1, 3, 3)
+    ones = np.ones((1, 1, 2, 2), dtype=np.int64)
+    assert conv2d(x, ones)[0, 0].tolist() == [[8, 12], [20, 24]]
+    assert conv2d(x, ones, acc=AccumulatorMode("wrap", 4))[0, 0].tolist() == [[-8, -4], [4, -8]]
+    dw = conv2d(np.arange(18).reshape(1, 2, 3, 3),
+                np.array([1, -1]).reshape(2, 1, 1, 1) * np.ones((2, 1, 2, 2), np.int64), groups=2)
+    assert dw[0, 1].tolist() == [[-44, -48], [-56, -60]]
+    shown("`[[8, 12], [20, 24]]`", "`[[-8, -4], [4, -8]]`", "`[[-44, -48], [-56, -60]]`")
+    sat = AccumulatorMode("saturate", 8)
+    column = np.ones((3, 1), np.int64)
+    assert integer_matmul(np.array([[100, 100, -100]]), column, sat).item() == 27
+    assert integer_matmul(np.array([[-100, 100, 100]]), column, sat).item() == 100
+    shown("`127 - 100 = 27`", "the result is `100`")
+    a, b = np.array([[[1, 2], [3, 4]]]), np.array([[[5, 6], [7, 8]]])
+    assert matmul(a, b, acc=AccumulatorMode("saturate", 6))[0].tolist() == [[19, 22], [31, 31]]
+    assert matmul(a, b)[0].tolist() == [[19, 22], [43, 50]]
+    shown("`[[19, 22], [31, 31]]`", "`[[19, 22], [43, 50]]`")
+    assert dot_product_bound(65793, (0, 255), (-128, 127)) <= INT32_MAX
+    shown("**65 793**")
+
+    assert add_multipliers(0.05, 0.02, 0.1, 8) == (128, 51, 8)
+    assert 30 * 128 + 10 * 51 == 4350 and round_shift(np.array(4350), 8) == 17
+    assert add(np.array([30, -20]), np.array([10, 10]), 128, 51, 8, out_bits=8,
+               out_signed=False).tolist() == [17, 0]
+    shown("`(m_a, m_b, shift) = (128, 51, 8)`", "`round_shift(4350, 8) = 17`", "clamps to `0`")
+    assert concat([np.array([[1, 2]]), np.array([[10]])], rescales=[None, (1, 1)], out_bits=4,
+                  out_signed=False).tolist() == [[1, 2, 5]]
+    shown("`[[1, 2, 5]]`")
+
+    assert max_pool2d(np.arange(16).reshape(1, 1, 4, 4), 2)[0, 0].tolist() == [[5, 7], [13, 15]]
+    assert upsample_nearest(np.array([[[[1, 2]]]]), 2)[0, 0].tolist() == [[1, 1, 2, 2],
+                                                                          [1, 1, 2, 2]]
+    assert pixel_shuffle(np.arange(4).reshape(1, 4, 1, 1), 2)[0, 0].tolist() == [[0, 1], [2, 3]]
+    assert transpose(np.arange(6).reshape(1, 2, 3), (0, 2, 1))[0].tolist() == [[0, 3], [1, 4],
+                                                                                [2, 5]]
+    shown("= [[5, 7], [13, 15]]`", "= [[1, 1, 2, 2], [1, 1, 2, 2]]`", "is `[[0, 1], [2, 3]]`",
+          "`[[0, 3], [1, 4], [2, 5]]`")
+    windows = np.array([[[[1, 2], [2, 2]], [[3, 3], [0, 0]], [[-3, -3], [0, 0]]]])
+    assert avg_divider(4, 12) == (64, 140, 8)
+    assert avg_pool2d(windows, 2).ravel().tolist() == [2, 2, -1]
+    shown("`(m, b, s) = (64, 140, 8)`", "| 7 | 1.75 | 2 |", "| 6 | 1.5 | 2 (half up) |",
+          "| -6 | -1.5 | -1 (half up) |")
+
+    c = ExpConstants.from_scale(1 / 16)
+    assert (c.q_ln2, c.q_b, c.q_c) == (11, 43, 714)
+    e = i_exp(np.array([0, -11, -40]), c)
+    assert e.tolist() == [714, 357, 57]
+    assert (255 << 46) // 1128 == 15907827806120
+    assert softmax(np.array([[0, -11, -40]]), c, out_bits=8).tolist() == [[161, 81, 13]]
+    shown("`(11, 43, 714)`", "`e = [714, 357, 57]`", "`r = 15907827806120`", "`[161, 81, 13]`")
+    assert gelu_table(in_bits=3, in_scale=0.5, out_scale=0.25, out_bits=4).tolist() == \
+        [0, 0, -1, -1, 0, 1, 3, 6]
+    assert sigmoid_table(in_bits=2, in_scale=1.0, out_bits=8).tolist() == [30, 69, 128, 186]
+    shown("`[0, 0, -1, -1, 0, 1, 3, 6]`", "`[30, 69, 128, 186]`")
+    m, b, s = layer_norm_constants([1.0] * 4, [0.0] * 4, n=4, out_scale=1 / 16)
+    assert (m.tolist(), b.tolist(), s) == ([32768] * 4, [0] * 4, 41)
+    assert isqrt(np.array(1400)) == 37 and (1 << 31) // 37 == 58040098
+    assert layer_norm(np.array([[10, 20, 30, 60]]), m, b, s, out_bits=8,
+                      out_signed=True).tolist() == [[-17, -9, 0, 26]]
+    shown("`v = 1400`, `r = 37`", "58040098", "`(m, b, shift) = (32768, 0, 41)`",
+          "`[-17, -9, 0, 26]`")
