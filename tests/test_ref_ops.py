@@ -207,6 +207,8 @@ def test_add_clamps_to_the_output_codes():
     assert (m_a, m_b, shift) == (128, 51, 8)
     assert add(np.array([30, -20, 600]), np.array([10, 10, 0]), m_a, m_b, shift, out_bits=8,
                out_signed=False).tolist() == [17, 0, 255]
+    with pytest.raises(TypeError, match=r"^out_signed must be a bool, not 1$"):
+        add(np.zeros(2, np.int64), np.zeros(2, np.int64), 1, 1, 0, out_bits=8, out_signed=1)
     with pytest.raises(ValueError, match=r"^a and b must have the same shape, got \[2\] and "
                                          r"\[3\]$"):
         add(np.zeros(2, np.int64), np.zeros(3, np.int64), 1, 1, 0, out_bits=8, out_signed=True)

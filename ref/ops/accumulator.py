@@ -17,9 +17,9 @@ Wrap-around is arithmetic modulo ``2^bits``, so a wrapping register ends with
 int64 sum once and wrap it. Saturation is not modular — ``clamp(clamp(100 + 100) − 100)``
 is 27 for 8 bits, not 100 — so its result depends on the order of the additions, and this
 module fixes that order to the one the MAC streams its operands in
-(:func:`wrapkit.ref.mac_stream` absorbs operation ``i`` after operation ``i − 1``; the
-layer streams of :func:`wrapkit.ref.engine.layer_stream` put the fan-in innermost, in
-ascending reduction index): ``j = 0, 1, …, K − 1``. For a convolution ``j`` runs over
+(:func:`wrapkit.ref.mac_stream` absorbs operation ``i`` after operation ``i − 1``, and the
+engine's layer streams put each dot product's fan-in innermost, in ascending reduction
+index): ``j = 0, 1, …, K − 1``. For a convolution ``j`` runs over
 ``(c_in, ky, kx)`` of the group, PyTorch's weight layout; for linear over the input
 features; for matmul over the shared dimension. The accumulator starts at 0 and every
 product enters at full width (a saturating datapath must not cut the product register,

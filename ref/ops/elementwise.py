@@ -28,7 +28,7 @@ from wrapkit.common.checks import check_int, check_positive_float
 
 from ..datapath import operand_range
 from .fixed import MAX_SHIFT, rescale, round_shift
-from .tensors import as_int64, check_bits_range, check_fits_int64, max_abs
+from .tensors import as_int64, check_bits_range, check_bool, check_fits_int64, max_abs
 
 __all__ = ["add", "add_multipliers", "concat"]
 
@@ -85,7 +85,7 @@ def add(a, b, m_a, m_b, shift, *, out_bits, out_signed):
     shift = check_int("shift", shift, 0, MAX_SHIFT - 1)
     out_bits = check_int("out_bits", out_bits, 1, 32)
     check_fits_int64("|a·m_a| + |b·m_b|", max_abs(a) * m_a + max_abs(b) * m_b)
-    lo, hi = operand_range(out_bits, bool(out_signed))
+    lo, hi = operand_range(out_bits, check_bool("out_signed", out_signed))
     return np.clip(round_shift(a * m_a + b * m_b, shift), lo, hi)
 
 
@@ -118,9 +118,8 @@ def concat(tensors, axis=1, *, rescales=None, out_bits=None, out_signed=None):
             raise ValueError(f"rescales must have one entry per tensor ({len(arrays)}), got "
                              f"{len(rescales)}")
         out_bits = check_int("out_bits", out_bits, 1, 32, range_in_type_error=True)
-        if not isinstance(out_signed, (bool, np.bool_)):
-            raise TypeError(f"out_signed must be a bool, not {out_signed!r}")
-        arrays = [check_bits_range(f"tensors[{i}]", t, out_bits, bool(out_signed)) if r is None
+        out_signed = check_bool("out_signed", out_signed)
+        arrays = [check_bits_range(f"tensors[{i}]", t, out_bits, out_signed) if r is None
                   else rescale(t, r[0], check_int(f"rescales[{i}] shift", r[1], 0, MAX_SHIFT),
                                out_bits, out_signed)
                   for i, (t, r) in enumerate(zip(arrays, rescales))]

@@ -22,7 +22,7 @@ import numpy as np
 from wrapkit.common.checks import check_int
 
 from ..datapath import operand_range
-from .tensors import as_int64, check_fits_int64, max_abs
+from .tensors import as_int64, check_bool, check_fits_int64, max_abs
 
 __all__ = ["MAX_SHIFT", "fixed_multiplier", "rescale", "round_shift"]
 
@@ -83,5 +83,5 @@ def rescale(x, multiplier, shift, out_bits, out_signed):
     m = as_int64("multiplier", multiplier)
     out_bits = check_int("out_bits", out_bits, 1, 32)
     check_fits_int64("|x·multiplier|", max_abs(x) * max_abs(m))
-    lo, hi = operand_range(out_bits, bool(out_signed))
+    lo, hi = operand_range(out_bits, check_bool("out_signed", out_signed))
     return np.clip(round_shift(x * m, shift), lo, hi)

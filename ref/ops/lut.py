@@ -23,7 +23,7 @@ import numpy as np
 from wrapkit.common.checks import check_int, check_positive_float
 
 from ..datapath import operand_range
-from .tensors import as_int64, check_bits_range
+from .tensors import as_int64, check_bits_range, check_bool
 
 __all__ = ["MAX_TABLE_BITS", "function_table", "gelu_table", "lookup", "sigmoid_table"]
 
@@ -50,8 +50,9 @@ def lookup(x, table, *, in_bits, in_signed):
     if len(table) != 1 << in_bits:
         raise ValueError(f"table must have 2^in_bits = {1 << in_bits} entries, got "
                          f"{len(table)}")
-    x = check_bits_range("x", as_int64("x", x), in_bits, bool(in_signed))
-    lo, _ = operand_range(in_bits, bool(in_signed))
+    in_signed = check_bool("in_signed", in_signed)
+    x = check_bits_range("x", as_int64("x", x), in_bits, in_signed)
+    lo, _ = operand_range(in_bits, in_signed)
     return table[x - lo]
 
 
@@ -64,9 +65,9 @@ def function_table(fn, *, in_bits, in_signed, in_scale, out_scale, out_bits, out
     out_bits = check_int("out_bits", out_bits, 1, 32)
     s_in = check_positive_float("in_scale", in_scale)
     s_out = check_positive_float("out_scale", out_scale)
-    lo, hi = operand_range(in_bits, bool(in_signed))
+    lo, hi = operand_range(in_bits, check_bool("in_signed", in_signed))
     y = np.asarray(fn(np.arange(lo, hi + 1, dtype=np.float64) * s_in), dtype=np.float64)
-    o_lo, o_hi = operand_range(out_bits, bool(out_signed))
+    o_lo, o_hi = operand_range(out_bits, check_bool("out_signed", out_signed))
     return np.clip(np.floor(y / s_out + 0.5), o_lo, o_hi).astype(np.int64)
 
 

@@ -46,7 +46,7 @@ from wrapkit.common.checks import check_int, check_positive_float
 
 from ..datapath import operand_range
 from .fixed import MAX_SHIFT, round_shift
-from .tensors import as_int64, check_fits_int64, max_abs
+from .tensors import as_int64, check_bool, check_fits_int64, max_abs
 
 __all__ = ["I_EXP_COEFFICIENTS", "NORM_BITS", "SOFTMAX_SHIFT", "ExpConstants", "i_exp",
            "isqrt", "layer_norm", "layer_norm_constants", "softmax"]
@@ -210,5 +210,5 @@ def layer_norm(q, m, b, shift, *, out_bits, out_signed):
     y = q - mu
     r = np.maximum(isqrt((y * y).sum(axis=-1, keepdims=True)), 1)
     u = y * ((1 << NORM_BITS) // r)
-    lo, hi = operand_range(out_bits, bool(out_signed))
+    lo, hi = operand_range(out_bits, check_bool("out_signed", out_signed))
     return np.clip(round_shift(u * m + b, shift), lo, hi)

@@ -8,7 +8,8 @@ import numpy as np
 
 from wrapkit.common.checks import check_int
 
-__all__ = ["INT64_LIMIT", "as_int64", "check_bits_range", "check_fits_int64", "max_abs", "pair"]
+__all__ = ["INT64_LIMIT", "as_int64", "check_bits_range", "check_bool", "check_fits_int64",
+           "max_abs", "pair"]
 
 #: Every intermediate of :mod:`wrapkit.ref.ops` stays below this magnitude (int64 holds 2^63).
 INT64_LIMIT = 1 << 62
@@ -30,6 +31,13 @@ def as_int64(name, x, ndim=None, min_ndim=None):
         raise ValueError(f"{name} must have at least {min_ndim} axes, got shape "
                          f"{list(arr.shape)}")
     return arr.astype(np.int64, copy=False)
+
+
+def check_bool(name, value):
+    """``value`` as a ``bool``; TypeError for anything else (0 and 1 included)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, not {value!r}")
+    return bool(value)
 
 
 def max_abs(x):
