@@ -32,7 +32,7 @@ from wrapkit.hw.array.cycles import layer_cycles  # noqa: E402
 from wrapkit.ref.engine import Engine  # noqa: E402
 from wrapkit.common.files import atomic_write_json, atomic_write_text  # noqa: E402
 from wrapkit.ref.wkx import read_export  # noqa: E402
-from wrapkit.sim.array_layer import _shape, array_for_layer, cosim_array_layer  # noqa: E402
+from wrapkit.sim.layer_array import array_for_layer, cosim_array_layer, layer_shape  # noqa: E402
 
 SIZES = ((4, 4), (8, 8), (16, 16))
 
@@ -49,7 +49,7 @@ def _default_layers(engine):
 def _model_table(engine):
     rows = []
     for lay in engine.integer_layers:
-        shape = _shape(lay)
+        shape = layer_shape(lay)
         entry = {"index": lay.index, "name": lay.name, "layer": shape.describe(),
                  "macs": shape.macs, "arrays": {}}
         for r, c in SIZES:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from wrapkit.common.files import atomic_write_json, atomic_write_text
-from wrapkit.sim.layer import cosim_layer
+from wrapkit.sim.layer_mac import cosim_layer
 from wrapkit.sim.preload import MAX_DEPTH
 
 SIMS = ("icarus", "verilator")

@@ -9,9 +9,6 @@ inference of both datapaths from the layers' real operands.
 
 import json
 import shutil
-import time
-
-import numpy as np
 
 from wrapkit.common.errors import UserError
 from wrapkit.common.files import atomic_write_json
@@ -89,56 +86,21 @@ def stage_rtl(ctx):
             "designs": rows}
 
 
-def _cosim_stream(manifest_path, stream, sim, say):
+def _cosim_stream(manifest_path, stream, sim):
     """One operand stream through one design on one simulator (preloaded path, chunked)."""
-    from wrapkit.hw.manifest import load_manifest, verilog_path
+    from wrapkit.sim.stream_cosim import cosim_stream
 
-    from wrapkit.sim.preload import (MAX_DEPTH, build_preloaded, depth_for, preloaded_workdir,
-                                     run_preloaded)
-    from wrapkit.sim.tools import prepare_simulator
-
-    prepare_simulator(sim)
-    manifest = load_manifest(manifest_path)
-    k = stream["fan_in"]
-    if k > MAX_DEPTH:
-        raise UserError(f"layer fan-in {k} exceeds the preloaded memory ({MAX_DEPTH} ops)")
-    per_chunk = MAX_DEPTH // k
-    n_chunks = -(-stream["dots"] // per_chunk)
-    t0 = time.perf_counter()
-    command = build_preloaded(manifest, verilog_path(manifest_path, manifest), sim,
-                              depth_for(min(stream["dots"], per_chunk) * k))
-    build_s = time.perf_counter() - t0
-    workdir = preloaded_workdir()
-    checked = mismatches = 0
-    examples, acc_parts, out_parts = [], [], []
-    t1 = time.perf_counter()
-    try:
-        for c in range(n_chunks):
-            lo, hi = c * per_chunk * k, min(stream["dots"], (c + 1) * per_chunk) * k
-            run = run_preloaded(manifest, command, *(stream[x][lo:hi] for x in
-                                                    ("a", "w", "en", "clr")), workdir=workdir)
-            checked += len(run.acc)
-            mismatches += run.mismatches
-            examples += run.examples
-            acc_parts.append(run.acc)
-            out_parts.append(run.out)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    wall = time.perf_counter() - t1
-    ends = np.arange(1, stream["dots"] + 1) * k - 1
-    acc, out = np.concatenate(acc_parts), np.concatenate(out_parts)
-    final = int(np.count_nonzero((acc[ends] != stream["final_acc"])
-                                 | (out[ends] != stream["final_out"])))
-    return {"design": manifest["top"], "sim": sim, "ops": stream["dots"] * k,
-            "checked": checked, "mismatches": mismatches, "final_mismatches": final,
-            "examples": examples[:10], "chunks": n_chunks, "build_s": round(build_s, 2),
-            "wall_s": round(wall, 3), "ops_per_s": checked / wall if wall > 0 else None}
+    r = cosim_stream(manifest_path, stream, sim)
+    return {"design": r.design, "sim": sim, "ops": r.ops, "checked": r.checked,
+            "mismatches": r.mismatches, "final_mismatches": r.final_mismatches,
+            "examples": r.examples[:10], "chunks": r.chunks, "build_s": round(r.build_s, 2),
+            "wall_s": round(r.wall_s, 3), "ops_per_s": r.ops_per_s or None}
 
 
 def stage_cosim(ctx):
     """Real layer operands through the generated MACs; any mismatch fails the stage."""
     from wrapkit.ref.datapath import MacConfig
-    from wrapkit.sim.layer import layer_operands
+    from wrapkit.sim.layer_mac import layer_operands
 
     cfg = ctx.cfg
     rtl = ctx.results["rtl"]
@@ -160,12 +122,12 @@ def stage_cosim(ctx):
                     continue  # a different accumulator computes something else
                 for sim in cfg.simulators:
                     ctx.say(f"{net} layer {index} ({lay.name}, {lay.describe()}): "
-                            f"{stream['dots'] * stream['fan_in']:,} MAC operations of "
+                            f"{len(stream):,} MAC operations of "
                             f"{n_images} image(s) on {design}, {sim}")
-                    r = _cosim_stream(manifests[design], stream, sim, ctx.say)
+                    r = _cosim_stream(manifests[design], stream, sim)
                     r.update(network=net, layer=index, layer_name=lay.name,
-                             geometry=lay.describe(), images=n_images, dots=stream["dots"],
-                             fan_in=stream["fan_in"],
+                             geometry=lay.describe(), images=n_images, dots=stream.dots,
+                             fan_in=lay.fan_in,
                              layer_ops=lay.positions * lay.out_channels * lay.fan_in * n_images)
                     ctx.say(f"  {r['checked']:,} operations checked, {r['mismatches']} "
                             f"mismatches, {r['final_mismatches']} dot products differing from "

@@ -22,10 +22,12 @@ from .datapath import (
     weight_range,
     wrap,
 )
+from .opstream import MacOpStream
 
 __all__ = [
     "WEIGHT_KINDS",
     "MacConfig",
+    "MacOpStream",
     "cyclic",
     "cyclic_threshold",
     "decode_weights",

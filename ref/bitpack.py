@@ -50,7 +50,7 @@ import numpy as np
 
 from wrapkit.common.checks import ParameterValueError, check_int
 
-from .datapath import _as_int64, wrap
+from .datapath import as_int64, wrap
 
 __all__ = [
     "PACK_MODES",
@@ -201,7 +201,7 @@ def pack(values, spec):
     '0x105fe03'
     """
     spec = _check_spec(spec)
-    v = _as_int64(values)
+    v = as_int64(values)
     if v.ndim == 0 or v.shape[-1] != spec.lanes:
         raise ValueError(f"values must have a last axis of length lanes={spec.lanes}, "
                          f"got shape {v.shape}")
@@ -240,7 +240,7 @@ def pack_stream(terms, spec):
     Term ``i`` goes to word ``i // L``, lane ``i % L``; the last word is zero-padded.
     """
     spec = _check_spec(spec)
-    t = _as_int64(terms)
+    t = as_int64(terms)
     if t.ndim == 0:
         raise ValueError("terms must have at least one axis (the reduction axis, last)")
     n = t.shape[-1]
@@ -380,7 +380,7 @@ def lane_carries(lane_sums, lane_bits):
     b = check_int("lane_bits", lane_bits)
     if not 2 <= b <= 62:
         raise ValueError(f"lane_bits must be in [2, 62], got {b}")
-    s = _as_int64(lane_sums)
+    s = as_int64(lane_sums)
     out = np.empty_like(s)
     c = np.zeros(s.shape[:-1], np.int64)
     for j in range(s.shape[-1]):
@@ -435,13 +435,13 @@ def lane_reduce(words, spec, offset=0):
     """
     spec = _check_spec(spec)
     f = unpack(words, spec, signed=False)
-    return wrap(f.sum(axis=-1) + _as_int64(offset), spec.data_bits)
+    return wrap(f.sum(axis=-1) + as_int64(offset), spec.data_bits)
 
 
 def contamination(carries, spec):
     """Carries that landed inside the word, ``C = sum_(j<L-1) c_j`` (0 unless carry mode)."""
     spec = _check_spec(spec)
-    c = _as_int64(carries)
+    c = as_int64(carries)
     if spec.mode != "carry":
         return np.zeros(c.shape[:-1], np.int64)
     return c[..., :-1].sum(axis=-1)
@@ -475,8 +475,8 @@ def carry_correct(result, carries, bits):
     (halves to even) because the correction is one integer subtraction at inference.
     """
     c = np.asarray(carries)
-    c = np.rint(c).astype(np.int64) if c.dtype.kind == "f" else _as_int64(c)
-    return wrap(_as_int64(result) - c, bits)
+    c = np.rint(c).astype(np.int64) if c.dtype.kind == "f" else as_int64(c)
+    return wrap(as_int64(result) - c, bits)
 
 
 def unsigned_view(v, bits):
@@ -488,14 +488,14 @@ def unsigned_view(v, bits):
     bits = check_int("bits", bits)
     if not 2 <= bits <= 62:
         raise ValueError(f"bits must be in [2, 62], got {bits}")
-    return _as_int64(v) & ((1 << bits) - 1)
+    return as_int64(v) & ((1 << bits) - 1)
 
 
 def _check_u(u, bits):
     bits = check_int("bits", bits)
     if not 2 <= bits <= 62:
         raise ValueError(f"bits must be in [2, 62], got {bits}")
-    u = _as_int64(u)
+    u = as_int64(u)
     if np.any(u < 0):
         raise ValueError(f"u (a sum of unsigned codes) must be >= 0, got {u[u < 0].flat[0]}")
     return u, bits
@@ -547,7 +547,7 @@ def not_negate_terms(a, w):
     ``(terms, offset)`` with ``terms = a, 0, ~a = -a-1`` for ``w = +1, 0, -1`` and
     ``offset = count(w == -1)``; ``sum(terms) + offset == sum(a * w)``.
     """
-    a, w = _as_int64(a), _as_int64(w)
+    a, w = as_int64(a), as_int64(w)
     if np.any((w < -1) | (w > 1)):
         raise ValueError("weights must be binary/ternary values in {-1, 0, +1} for the packed "
                          f"path, got {w[(w < -1) | (w > 1)].flat[0]}")
@@ -568,7 +568,7 @@ def packed_gemm(a, w, spec):
     full ResNet-18 layers: ``S_j = A_j (w>0)^T + (D - A_j)(w<0)^T`` with ``D = 2^d - 1``.
     """
     spec = _check_spec(spec)
-    a, w = _as_int64(a), _as_int64(w)
+    a, w = as_int64(a), as_int64(w)
     if a.ndim != 2 or w.ndim != 2 or a.shape[1] != w.shape[1]:
         raise ValueError(f"a must be [N, K] and w [M, K] with the same K, got {a.shape} "
                          f"and {w.shape}")

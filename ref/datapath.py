@@ -25,6 +25,7 @@ __all__ = [
     "MAX_BITS",
     "WEIGHT_KINDS",
     "MacConfig",
+    "as_int64",
     "cyclic",
     "cyclic_threshold",
     "decode_weights",
@@ -50,7 +51,9 @@ def _check_bits(name, bits, lo=1, hi=MAX_BITS):
     return check_int(name, bits, lo, hi)
 
 
-def _as_int64(x):
+def as_int64(x):
+    """``x`` as an int64 array; floats only when every value is a finite integer (TypeError
+    otherwise), so a stray fraction never truncates silently."""
     arr = np.asarray(x)
     if arr.dtype.kind not in "iub":
         if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
@@ -66,7 +69,7 @@ def wrap(x, bits):
     [127, -128, 44, 127]
     """
     bits = _check_bits("bits", bits)
-    x = _as_int64(x)
+    x = as_int64(x)
     half = np.int64(1) << (bits - 1)
     mask = (np.int64(1) << bits) - 1
     return ((x + half) & mask) - half
@@ -75,7 +78,7 @@ def wrap(x, bits):
 def saturate(x, bits, signed=True):
     """Clamp ``x`` to the range of a ``bits``-bit signed or unsigned integer."""
     lo, hi = operand_range(bits, signed)
-    return np.clip(_as_int64(x), lo, hi)
+    return np.clip(as_int64(x), lo, hi)
 
 
 def operand_range(bits, signed):
@@ -135,7 +138,7 @@ def encode_weights(values, kind, bits=None):
     ([0, 1], [3, 0, 1])
     """
     kind = _check_kind(kind)
-    v = _as_int64(values)
+    v = as_int64(values)
     lo, hi = weight_range(kind, bits)
     if kind == "binary":
         bad = (v != 1) & (v != -1)
@@ -159,7 +162,7 @@ def decode_weights(codes, kind, bits=None):
     hardware must do something defined with every input it can receive.
     """
     kind = _check_kind(kind)
-    c = _as_int64(codes)
+    c = as_int64(codes)
     nbits = weight_code_bits(kind, bits)
     if np.any((c < 0) | (c >= (1 << nbits))):
         raise ValueError(f"{kind} weight codes must lie in [0, {(1 << nbits) - 1}]")
@@ -223,8 +226,8 @@ def cyclic(z, bits, k):
 
 
 def _check_operands(a, w_codes, cfg):
-    a = _as_int64(a)
-    w = _as_int64(w_codes)
+    a = as_int64(a)
+    w = as_int64(w_codes)
     lo, hi = operand_range(cfg.act_bits, cfg.act_signed)
     if np.any((a < lo) | (a > hi)):
         raise ValueError(f"activations must lie in [{lo}, {hi}] for act_bits={cfg.act_bits}")

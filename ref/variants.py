@@ -47,7 +47,7 @@ def with_accumulator(exp, bits, k=None):
         The export's requantization constants cannot serve a ``bits`` accumulator exactly
         in int64 (only possible when widening far beyond the trained width).
     """
-    from .engine import validate
+    from .validate import validate
     from .wkx import ExportFile
 
     if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 32:

@@ -112,7 +112,7 @@ def _bad(path, problem):
 def decode(data, path="<bytes>"):
     """Parse and verify the container (index, offsets, checksum); returns an ExportFile.
 
-    Layer-level validation is :func:`wrapkit.ref.engine.validate`'s job (called by
+    Layer-level validation is :func:`wrapkit.ref.validate.validate`'s job (called by
     :func:`read_export`).
     """
     not_ours = "is not a wrapkit export (expected a .wkx file written by `wrapkit export`)"
@@ -194,7 +194,7 @@ def read_export(path):
     except OSError as exc:
         raise UserError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     exp = decode(data, path)
-    from .engine import validate
+    from .validate import validate
 
     validate(exp)
     return exp

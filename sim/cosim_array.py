@@ -2,58 +2,38 @@
 
 :func:`array_rtl` generates a :class:`~wrapkit.hw.array.top.LayerArray` design into the
 build folder, keyed by its configuration and a fingerprint of the generator's sources (so a
-design is generated once per machine and regenerated when hw/ or ref/ changes).
+design is generated once per machine and regenerated when hw/ or ref/ changes;
+:func:`wrapkit.sim.designs.generated_design`).
 :func:`cosim_array` runs :mod:`wrapkit.sim.tb_array` on it for a list of
 :class:`~wrapkit.hw.array.layer.LayerJob` and returns the outputs and the per-layer report.
 """
 
-import fcntl
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-import wrapkit
+from wrapkit.common.buildcache import hash_parts
 from wrapkit.common.files import atomic_write_bytes
 
+from .designs import generated_design
 from .runner import SimResult, build_root, run
 from .tools import check_simulator
 
 __all__ = ["ArrayCosimResult", "array_rtl", "cosim_array"]
 
-_PACKAGE_DIR = Path(wrapkit.__file__).resolve().parent
-
-
-def _fingerprint():
-    import amaranth
-
-    h = hashlib.sha256(f"{wrapkit.__version__} {amaranth.__version__}".encode())
-    for folder in ("hw", "ref"):
-        for src in sorted((_PACKAGE_DIR / folder).rglob("*.py")):
-            h.update(str(src.relative_to(_PACKAGE_DIR)).encode() + b"\0" + src.read_bytes())
-    return h.hexdigest()[:16]
-
 
 def array_rtl(cfg, root=None):
     """Manifest path of the generated design for ``cfg`` (an ArrayConfig), generating it
-    into ``<build root>/designs/<name>-<key>/`` the first time."""
-    key = hashlib.sha256(json.dumps([cfg.to_dict(), _fingerprint()]).encode()).hexdigest()
-    base = Path(root).resolve() if root is not None else build_root()
-    folder = base / "designs" / f"{cfg.name}-{key[:16]}"
-    manifest = folder / f"{cfg.name}.json"
-    if manifest.is_file():
-        return manifest
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.with_name(folder.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel workers: one generates, the others wait
-        if not manifest.is_file():
-            from wrapkit.hw.array.design import array_design
-            from wrapkit.hw.verilog import write_designs
+    into ``<build root>/designs/<name>-<key>/`` the first time
+    (:func:`wrapkit.sim.designs.generated_design`)."""
+    def generate(folder):
+        from wrapkit.hw.array.design import array_design
+        from wrapkit.hw.verilog import write_designs
 
-            write_designs([array_design(cfg)], folder)  # Verilog first, manifest last
-    return manifest
+        write_designs([array_design(cfg)], folder)  # Verilog first, manifest last
+
+    return generated_design(cfg.name, cfg.to_dict(), generate, root=root)
 
 
 @dataclass
@@ -109,7 +89,7 @@ def cosim_array(manifest, jobs, sim="icarus"):
         check_job(cfg, job)
     data = jobs_bytes(jobs)
     # Named by content: parallel runs never share a half-written file.
-    final = build_root() / "jobs" / f"jobs-{hashlib.sha256(data).hexdigest()[:16]}.npz"
+    final = build_root() / "jobs" / f"jobs-{hash_parts(data, length=16)}.npz"
     atomic_write_bytes(final, data)
     result = run([verilog_path(manifest, m)], m["top"], "wrapkit.sim.tb_array", sim,
                  env={"WRAPKIT_TB_MANIFEST": Path(manifest).resolve(),

@@ -1,36 +1,36 @@
-"""The designs the testbenches simulate: committed MAC manifests and generated cyclic banks.
+"""The designs the testbenches simulate: committed MAC manifests and generated designs.
 
 * :func:`resolve_mac` turns a paper configuration name (``8x8_acc8_k2``) or a manifest path
-  into a validated MAC manifest path (seed names look in ``rtl/``, the committed designs).
+  into a validated MAC manifest path (paper names look in ``rtl/``, the committed designs).
+* :func:`generated_design` generates a design into the build folder once per machine, keyed
+  by its configuration and :func:`generator_fingerprint` (the generator's sources), so it is
+  regenerated when hw/ or ref/ changes; parallel workers wait for one another.
+* :func:`mac_design_for` is the MAC of a configuration, generated that way.
 * :func:`cyclic_bank` generates ``CyclicActivation`` designs for a sweep of widths and slopes
   with the hw generator (:func:`wrapkit.hw.verilog.cyclic_design`) and wraps them in one
-  Verilog top so a single compile covers the whole sweep. The bank lives in the build folder,
-  keyed by a fingerprint of the generator's sources; it is not committed.
+  Verilog top so a single compile covers the whole sweep. None of these are committed.
 """
 
-import fcntl
-import hashlib
 import json
 from pathlib import Path
 
 import wrapkit
-from wrapkit.ref.configs import PAPER_MACS
+from wrapkit.common.buildcache import PACKAGE_DIR, build_once, hash_parts, source_fingerprint
 from wrapkit.common.errors import UserError
 from wrapkit.common.files import atomic_write_json, atomic_write_text
+from wrapkit.ref.configs import PAPER_MACS
 
 from .runner import build_root
 
-__all__ = ["BANK_SCHEMA", "cyclic_bank", "default_rtl_dir", "resolve_mac"]
+__all__ = ["BANK_SCHEMA", "cyclic_bank", "default_rtl_dir", "generated_design",
+           "generator_fingerprint", "mac_design_for", "resolve_mac"]
 
 #: Schema tag of a cyclic bank's JSON (the per-unit manifests are ``wrapkit.rtl/1``).
 BANK_SCHEMA = "wrapkit.sim.cyclic_bank/1"
 
-_PACKAGE_DIR = Path(wrapkit.__file__).resolve().parent
-
-
 def default_rtl_dir():
     """The committed designs: the ``rtl/`` folder of the wrapkit checkout."""
-    return _PACKAGE_DIR / "rtl"
+    return PACKAGE_DIR / "rtl"
 
 
 def resolve_mac(config, rtl_dir=None):
@@ -74,15 +74,46 @@ def resolve_mac(config, rtl_dir=None):
     return path.resolve()
 
 
-def _generator_fingerprint():
-    """Hash of what generated designs depend on: wrapkit's hw/ and ref/ sources, versions."""
+def generator_fingerprint():
+    """Hash of what generated designs depend on: wrapkit's hw/ and ref/ sources and the
+    Amaranth version."""
     import amaranth
 
-    h = hashlib.sha256(f"{wrapkit.__version__} {amaranth.__version__}".encode())
-    for folder in ("hw", "ref"):
-        for src in sorted((_PACKAGE_DIR / folder).glob("*.py")):
-            h.update(src.name.encode() + b"\0" + src.read_bytes())
-    return h.hexdigest()[:16]
+    return source_fingerprint("hw", "ref", extra=(amaranth.__version__,))
+
+
+def generated_design(name, key, generate, *, root=None):
+    """Manifest path ``<folder>/<name>.json`` of design ``name``, generated once by
+    ``generate(folder)``.
+
+    Parameters
+    ----------
+    name : str
+        Design name; the folder is ``<build root>/designs/<name>-<hash>``.
+    key : JSON-able
+        What the design depends on besides the generator's sources (its configuration).
+    generate : callable
+        ``generate(folder)``; runs once per key and generator version and writes
+        ``<name>.json`` last (:func:`wrapkit.hw.verilog.write_designs` writes the manifest
+        after the Verilog), so its presence marks a complete folder.
+    root : path-like, optional
+        Root of the build folders (default :func:`wrapkit.sim.runner.build_root`).
+    """
+    marker = f"{name}.json"
+    digest = hash_parts(json.dumps(key, sort_keys=True), generator_fingerprint(), length=16)
+    base = Path(root).resolve() if root is not None else build_root()
+    return build_once(base / "designs" / f"{name}-{digest}", marker, generate) / marker
+
+
+def mac_design_for(cfg, root=None):
+    """Manifest path of the MAC for ``cfg`` (a MacConfig), generated once into the build
+    folder."""
+    def generate(folder):
+        from wrapkit.hw.verilog import mac_design, write_designs
+
+        write_designs([mac_design(cfg)], folder)  # the manifest is written last
+
+    return generated_design(cfg.name, cfg.to_dict(), generate, root=root)
 
 
 def _check_sweep(name, values, lo):
@@ -124,17 +155,8 @@ def cyclic_bank(acc_bits=range(4, 11), ks=range(1, 5), root=None):
     """
     widths = _check_sweep("acc_bits", acc_bits, 2)
     slopes = _check_sweep("ks", ks, 1)
-    key = hashlib.sha256(json.dumps([widths, slopes, _generator_fingerprint()]).encode())
-    base = Path(root).resolve() if root is not None else build_root()
-    folder = base / "designs" / f"cyclic_bank-{key.hexdigest()[:16]}"
-    bank_json = folder / "cyclic_bank.json"
-    if bank_json.is_file():
-        return bank_json
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.with_name(folder.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel workers: one generates, the others wait
-        if bank_json.is_file():
-            return bank_json
+
+    def generate(folder):
         from wrapkit.hw.verilog import cyclic_design, write_designs
 
         designs = [cyclic_design(b, k) for b in widths for k in slopes]
@@ -149,9 +171,10 @@ def cyclic_bank(acc_bits=range(4, 11), ks=range(1, 5), root=None):
         top = "cyclic_bank"
         atomic_write_text(folder / f"{top}.v", _bank_verilog(top, units))
         # The bank JSON is written last: its presence marks a complete bank.
-        atomic_write_json(bank_json, {
+        atomic_write_json(folder / "cyclic_bank.json", {
             "schema": BANK_SCHEMA, "top": top, "generator": f"wrapkit {wrapkit.__version__}",
             "verilog": [f"{top}.v"] + [d.manifest["verilog"] for d in designs],
             "units": units,
         })
-    return bank_json
+
+    return generated_design("cyclic_bank", [widths, slopes], generate, root=root)

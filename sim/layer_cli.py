@@ -6,8 +6,9 @@
     wrapkit cosim layer model.wkx --layer 2 --images 1 --sim icarus --path driven --max-ops 20000
 
 Registered into ``wrapkit cosim`` by :func:`wrapkit.sim.cli.register` (one hook line), so
-the MAC and cyclic subcommands and this one share a parser. Imports nothing heavy until it
-runs. Exit 0: every cycle matched; 1: a mismatch; 2: bad input or a missing tool.
+the MAC and cyclic subcommands and this one share a parser. ``--datapath mac`` (the default)
+runs :mod:`wrapkit.sim.layer_mac`, ``--datapath array`` :mod:`wrapkit.sim.layer_array`.
+Imports nothing heavy until it runs. Exit 0: every cycle matched; 1: a mismatch; 2: bad input or a missing tool.
 """
 
 import sys
@@ -45,9 +46,10 @@ def register_layer(sub):
     p.add_argument("--data-dir", default=None, help="Fashion-MNIST folder")
     p.add_argument("--json", default=None, metavar="FILE", help="write the result as JSON")
     p.add_argument("--save-stream", default=None, metavar="FILE.npz",
-                   help="also write the operand stream (arrays a, w, en, clr) for "
-                        "`wrapkit synth DESIGN.json --stimulus FILE.npz`")
-    from .array_layer import add_array_flags  # --datapath array
+                   help="also write the operand stream (arrays a, w, en, clr and the engine's "
+                        "per-dot results) for `wrapkit synth DESIGN.json --stimulus FILE.npz`")
+    from .layer_array import add_array_flags  # --datapath mac|array
+
     add_array_flags(p)
     p.set_defaults(func=_run)
     return p
@@ -55,14 +57,14 @@ def register_layer(sub):
 
 def _run(args):
     if args.datapath == "array":
-        from .array_layer import run_cli
+        from .layer_array import run_cli
         return run_cli(args)
     from .tools import check_simulator
 
     check_simulator(args.sim)
     from wrapkit.common.files import atomic_write_json
 
-    from .layer import cosim_layer
+    from .layer_mac import cosim_layer
 
     result = cosim_layer(args.model, args.layer, images=args.images, sim=args.sim,
                          path=args.path, max_ops=args.max_ops, dataset=args.dataset,
@@ -92,24 +94,16 @@ def _run(args):
 
 
 def _save_stream(args):
-    import io
-
-    import numpy as np
-
-    from wrapkit.common.files import atomic_write_bytes
-
-    from .layer import layer_operands
+    from .layer_mac import layer_operands
 
     _, _, stream, _ = layer_operands(args.model, args.layer, args.images, dataset=args.dataset,
                                      data_dir=args.data_dir, max_ops=args.max_ops)
-    buf = io.BytesIO()
-    np.savez(buf, **{k: stream[k] for k in ("a", "w", "en", "clr")})
     try:
-        atomic_write_bytes(args.save_stream, buf.getvalue())
+        stream.save(args.save_stream)
     except OSError as exc:
         raise UserError(f"cannot write --save-stream {args.save_stream}: "
                         f"{exc.strerror or exc}") from None
-    print(f"cosim layer: operand stream ({len(stream['a']):,} operations) -> {args.save_stream}")
+    print(f"cosim layer: operand stream ({len(stream):,} operations) -> {args.save_stream}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,12 +11,14 @@ Reset (the manifest's synchronous ``rst``) clears every register on the clock ed
 sampled at. For operation ``i`` presented while ``rst`` is high, and for operation ``i-1``
 (whose product is in flight), the accumulator afterwards is 0 — exactly what an operation
 with ``clr=1, en=0`` produces. The model therefore rewrites those two operations that way
-and needs to see operation ``i+1`` before it can settle operation ``i``.
+(:func:`wrapkit.ref.opstream.reset_as_clear`) and needs to see operation ``i+1`` before it
+can settle operation ``i``.
 """
 
 import numpy as np
 
 from wrapkit.ref.datapath import MacConfig, cyclic, decode_weights, mac_stream, wrap
+from wrapkit.ref.opstream import reset_as_clear
 
 __all__ = ["MacModel"]
 
@@ -71,12 +73,8 @@ class MacModel:
             return
         block = np.array(self._pending[:n + (0 if final else 1)], dtype=np.int64)
         a, w, en, clr, rst = block.T
-        killed = rst.astype(bool)
-        killed[:-1] |= rst[1:].astype(bool)            # the op before a reset op
-        a, w, en, clr = a[:n], w[:n], en[:n].copy(), clr[:n].copy()
-        killed = killed[:n]
-        en[killed] = 0
-        clr[killed] = 1
+        en, clr = reset_as_clear(en, clr, rst)          # needs the op after each one
+        a, w, en, clr = a[:n], w[:n], en[:n], clr[:n]
         acc_blk, _ = mac_stream(a, w, en, clr, self.cfg)
         seen_clr = np.logical_or.accumulate(clr.astype(bool))
         acc = np.where(seen_clr, acc_blk, wrap(self._carry + acc_blk, self.cfg.acc_bits))

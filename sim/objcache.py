@@ -14,7 +14,6 @@ text. Anything else is handed to the compiler unchanged. Cache entries are writt
 temporary name and renamed, so parallel builds never read a partial object.
 """
 
-import fcntl
 import hashlib
 import os
 import shutil
@@ -22,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from wrapkit.common.buildcache import file_lock
 
 __all__ = ["CACHE_DIR_ENV", "main"]
 
@@ -83,8 +84,7 @@ def main(argv=None):
     if not obj.is_file():
         # Parallel builds (pytest workers) would all compile the library at once; the first
         # compiles, the others wait for its object.
-        with open(cache / f"{key}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with file_lock(cache / f"{key}.lock"):
             if not obj.is_file():
                 status = subprocess.call(argv)
                 if status != 0 or not Path(out).is_file():

@@ -1,11 +1,12 @@
 """Fast cosimulation path: operand streams preloaded into the testbench, simulator runs free.
 
-Driving a MAC from Python (cocotb, :mod:`wrapkit.sim.tb_layer`) costs a simulator round trip
+Driving a MAC from Python (cocotb, :mod:`wrapkit.sim.tb_layer_mac`) costs a simulator round trip
 per clock cycle and caps at a few ten thousand operations per second. Here a generated
 Verilog wrapper holds the whole stream in a memory loaded with ``$readmemh``, feeds one
 operation per cycle to the MAC, stores ``{y, acc}`` of every cycle in a results memory and
 writes it with ``$writememh`` at the end; Python writes the stream file, starts the simulator
-once, reads the results back and compares them with ``wrapkit.ref.mac_stream`` in one
+once, reads the results back and compares them with the stream's reference
+(:meth:`wrapkit.ref.opstream.MacOpStream.reference`, i.e. ``wrapkit.ref.mac_stream``) in one
 vectorized call. Nothing crosses the Python/simulator boundary while it runs.
 
 The wrapper (module ``wk_stream``) is synchronous and has a single input, ``clk``:
@@ -23,15 +24,13 @@ compiles it with a C++ main that toggles ``clk`` (cocotb's Verilator build has n
 ``--timing``, and a clock on the Python side is exactly what this path avoids).
 
 Builds are cached like :func:`wrapkit.sim.runner.build`: one folder per (simulator, sources,
-wrapper, memory depth), ``<build root>/preload/<sim>/<top>-<hash>``, guarded by a file lock.
-Streams longer than the memory (:data:`MAX_DEPTH` operations) run in several chunks, split
-at dot-product boundaries (each chunk starts with a clear); the caller can start the next
-chunk's simulator before checking the previous chunk (:func:`start_preloaded`,
+wrapper, memory depth), ``<build root>/preload/<sim>/<top>-<hash>``, built once
+(:func:`wrapkit.common.buildcache.build_once`). One run holds at most :data:`MAX_DEPTH`
+operations; :func:`wrapkit.sim.stream_cosim.cosim_stream` runs longer streams in chunks and
+starts the next chunk's simulator before checking the previous one (:func:`start_preloaded`,
 :func:`finish_preloaded`), so simulation and checking overlap on two cores.
 """
 
-import fcntl
-import hashlib
 import os
 import subprocess
 import tempfile
@@ -42,19 +41,24 @@ from pathlib import Path
 
 import numpy as np
 
-from wrapkit.ref.datapath import MacConfig, mac_stream
+from wrapkit.common.buildcache import build_once, hash_parts
+from wrapkit.ref.datapath import MacConfig
+from wrapkit.ref.opstream import MacOpStream
+
 from .runner import SimulationError, build_root
 from .tools import prepare_simulator, simulator_version
 
-__all__ = ["MAX_DEPTH", "MIN_DEPTH", "PreloadRun", "build_preloaded", "depth_for",
-           "finish_preloaded", "preloaded_workdir", "run_preloaded", "start_preloaded",
-           "wrapper_verilog"]
+__all__ = ["MAX_DEPTH", "MIN_DEPTH", "PendingRun", "PreloadRun", "build_preloaded",
+           "depth_for", "finish_preloaded", "preloaded_workdir", "run_preloaded",
+           "start_preloaded", "wrapper_verilog"]
 
 #: Largest stream memory (operations per simulator run); longer streams run in chunks.
 MAX_DEPTH = 1 << 18
 #: Smallest memory built (short test streams share one build).
 MIN_DEPTH = 1 << 12
 _RESET_EDGES = 3
+# Written last into a build folder: the build is complete.
+_BUILT = ".wrapkit-built"
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
@@ -184,22 +188,14 @@ def build_preloaded(manifest, verilog, sim, depth, *, root=None):
     prepare_simulator(sim)
     verilog = Path(verilog).resolve()
     wrapper = wrapper_verilog(manifest, depth)
-    h = hashlib.sha256()
-    for part in (sim, simulator_version(sim), wrapper, _ICARUS_TOP, _VERILATOR_MAIN):
-        h.update(part.encode() + b"\0")
-    h.update(verilog.read_bytes())
+    key = hash_parts(sim, simulator_version(sim), wrapper, _ICARUS_TOP, _VERILATOR_MAIN, verilog,
+                     length=16)
     base = Path(root).resolve() if root is not None else build_root()
-    folder = base / "preload" / sim / f"{manifest['top']}-d{depth}-{h.hexdigest()[:16]}"
+    folder = base / "preload" / sim / f"{manifest['top']}-d{depth}-{key}"
     exe = folder / ("sim.vvp" if sim == "icarus" else "wk_stream_sim")
-    stamp = folder / ".wrapkit-built"
     command = ["vvp", "-n", str(exe)] if sim == "icarus" else [str(exe)]
-    if stamp.is_file():
-        return command
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder.with_name(folder.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel workers: one builds, the others wait
-        if stamp.is_file():
-            return command
+
+    def compile_testbench(folder):
         (folder / "wk_stream.v").write_text(wrapper)
         log = folder / "build.log"
         if sim == "icarus":
@@ -218,7 +214,9 @@ def build_preloaded(manifest, verilog, sim, depth, *, root=None):
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
             raise SimulationError(f"{sim} failed to build the preloaded testbench for "
                                   f"{manifest['top']}; log {log}:\n{tail}")
-        stamp.write_text(" ".join(cmd) + "\n")
+        (folder / _BUILT).write_text(" ".join(cmd) + "\n")
+
+    build_once(folder, _BUILT, compile_testbench)
     return command
 
 
@@ -294,41 +292,70 @@ class PreloadRun:
 
 
 @dataclass
-class _Pending:
+class PendingRun:
+    """A simulator started by :func:`start_preloaded` on ``stream``; :func:`finish_preloaded`
+    waits for it, :meth:`cancel` stops it."""
+
     proc: subprocess.Popen
     cmd: list
     ops_file: Path
     res_file: Path
-    stream: tuple
+    stream: MacOpStream
     started: float
     io_s: float
 
+    def cancel(self):
+        """Stop the simulator (an error elsewhere left it running) and remove its files."""
+        self.proc.kill()
+        self.proc.communicate()
+        for f in (self.ops_file, self.res_file):
+            f.unlink(missing_ok=True)
 
-def start_preloaded(manifest, command, a, w, en, clr, *, workdir):
+
+def start_preloaded(manifest, command, stream, *, workdir):
     """Write one stream (at most the build's depth) and start the simulator on it.
 
-    Returns a handle for :func:`finish_preloaded`; the simulator runs in the background, so
-    the caller can check the previous run meanwhile.
+    Parameters
+    ----------
+    manifest : dict
+        The MAC's manifest.
+    command : list of str
+        From :func:`build_preloaded`.
+    stream : MacOpStream
+        The operations; the wrapper drives no reset, so ``stream.rst`` must be all 0.
+    workdir : path-like
+        Where the stream and result files go (:func:`preloaded_workdir`).
+
+    Returns
+    -------
+    PendingRun
+        For :func:`finish_preloaded`; the simulator runs in the background, so the caller
+        can check the previous run meanwhile.
     """
+    if stream.rst.any():
+        raise ValueError("the preloaded testbench drives no reset; give a stream without "
+                         "rst pulses (the driven cocotb testbench plays them)")
     cfg, aw, ww, accw, has_y = _widths(manifest)
     t0 = time.perf_counter()
     workdir = Path(workdir)
     tag = uuid.uuid4().hex[:8]
     ops_file, res_file = workdir / f"ops-{tag}.hex", workdir / f"res-{tag}.hex"
-    packed = (np.asarray(a, np.uint64) | (np.asarray(w, np.uint64) << np.uint64(aw))
-              | (np.asarray(en, np.uint64) << np.uint64(aw + ww))
-              | (np.asarray(clr, np.uint64) << np.uint64(aw + ww + 1)))
+    # Masked to the port width: a signed activation's two's-complement bits, nothing above.
+    a = (stream.a & ((1 << aw) - 1)).astype(np.uint64)
+    packed = (a | (stream.w.astype(np.uint64) << np.uint64(aw))
+              | (stream.en.astype(np.uint64) << np.uint64(aw + ww))
+              | (stream.clr.astype(np.uint64) << np.uint64(aw + ww + 1)))
     ops_file.write_bytes(_hex_bytes(packed, (aw + ww + 2 + 3) // 4))
-    cmd = command + [f"+n={len(a)}", f"+ops={ops_file}", f"+res={res_file}"]
+    cmd = command + [f"+n={len(stream)}", f"+ops={ops_file}", f"+res={res_file}"]
     t1 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=workdir)
-    return _Pending(proc, cmd, ops_file, res_file, (a, w, en, clr), t1, t1 - t0)
+    return PendingRun(proc, cmd, ops_file, res_file, stream, t1, t1 - t0)
 
 
 def finish_preloaded(manifest, pending, *, timeout=600):
     """Wait for a run started by :func:`start_preloaded`, read its results and check every
-    cycle against ``wrapkit.ref.mac_stream``.
+    cycle against the stream's reference (``wrapkit.ref.mac_stream``).
 
     Returns
     -------
@@ -343,13 +370,12 @@ def finish_preloaded(manifest, pending, *, timeout=600):
         The simulator failed, timed out or wrote no (or malformed) results.
     """
     cfg, aw, ww, accw, has_y = _widths(manifest)
-    a, w, en, clr = pending.stream
-    n = len(a)
+    stream = pending.stream
+    n = len(stream)
     try:
         output, _ = pending.proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        pending.proc.kill()
-        pending.proc.communicate()
+        pending.cancel()
         raise SimulationError(f"{' '.join(pending.cmd[:3])} did not finish within "
                               f"{timeout} s") from None
     t2 = time.perf_counter()
@@ -365,9 +391,10 @@ def finish_preloaded(manifest, pending, *, timeout=600):
     t3 = time.perf_counter()
     acc = _signed(vals, accw)
     out = _signed(vals >> np.uint64(accw), accw) if has_y else acc
-    exp_acc, exp_out = mac_stream(a, w, en, clr, cfg)
+    exp_acc, exp_out = stream.reference(cfg)
     wrong = bad | (acc != exp_acc) | (out != exp_out)
     idx = np.flatnonzero(wrong)
+    a, w, en, clr = stream.a, stream.w, stream.en, stream.clr
     examples = [f"op #{i}: a={int(a[i])} w=0x{int(w[i]):x} en={int(en[i])} clr={int(clr[i])}: "
                 f"acc expected {int(exp_acc[i])} got {'x' if bad[i] else int(acc[i])}"
                 + (f", y expected {int(exp_out[i])} got {'x' if bad[i] else int(out[i])}"
@@ -377,9 +404,9 @@ def finish_preloaded(manifest, pending, *, timeout=600):
                       io_s=pending.io_s + (t3 - t2), check_s=t4 - t3)
 
 
-def run_preloaded(manifest, command, a, w, en, clr, *, workdir, timeout=600):
+def run_preloaded(manifest, command, stream, *, workdir, timeout=600):
     """:func:`start_preloaded` then :func:`finish_preloaded` (one run, no overlap)."""
-    return finish_preloaded(manifest, start_preloaded(manifest, command, a, w, en, clr,
+    return finish_preloaded(manifest, start_preloaded(manifest, command, stream,
                                                       workdir=workdir), timeout=timeout)
 
 

@@ -3,8 +3,9 @@
 :func:`build` compiles Verilog sources for one top module and one simulator into a build
 folder named after the top and a hash of everything that affects the build (source contents,
 simulator and cocotb versions, waveform switch). A build that exists is reused, so each
-design is compiled once per machine, not once per test; a file lock makes parallel pytest
-workers wait for one another instead of compiling the same design twice.
+design is compiled once per machine, not once per test
+(:func:`wrapkit.common.buildcache.build_once`): parallel pytest workers wait for one another
+instead of compiling the same design twice.
 
 :func:`run` runs a cocotb test module against a build in a fresh run folder of its own
 (results XML, simulator log, the testbench's JSON reports), passes parameters to the
@@ -21,8 +22,6 @@ Environment
     Root of the build folders (default ``./sim_build``).
 """
 
-import fcntl
-import hashlib
 import json
 import os
 import shlex
@@ -34,6 +33,7 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wrapkit.common.buildcache import build_once, hash_parts
 from wrapkit.common.errors import UserError
 
 from .tools import prepare_simulator, simulator_version
@@ -62,6 +62,8 @@ _BUILD_ARGS = {"icarus": [], "verilator": ["-Wno-fatal"]}
 
 # Run folders kept per build (logs and reports of recent runs, for debugging).
 _KEEP_RUNS = 20
+# Written last into a build folder: the build is complete.
+_BUILT = ".wrapkit-built"
 
 
 class SimulationError(RuntimeError):
@@ -81,13 +83,11 @@ def build_root():
 def _build_key(sources, top, sim, waves):
     import cocotb
 
-    h = hashlib.sha256()
-    for part in (sim, simulator_version(sim), cocotb.__version__, top, str(waves),
-                 " ".join(_BUILD_ARGS[sim]), "%s/%s" % _TIMESCALE):
-        h.update(part.encode() + b"\0")
+    parts = [sim, simulator_version(sim), cocotb.__version__, top, str(waves),
+             " ".join(_BUILD_ARGS[sim]), "%s/%s" % _TIMESCALE]
     for src in sources:
-        h.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
+        parts += [src.name, src]
+    return hash_parts(*parts, length=16)
 
 
 def _tail(path, lines=15):
@@ -135,16 +135,8 @@ def build(sources, top, sim, *, root=None, waves=None):
                             "(e.g. `wrapkit rtl ...`)")
     base = Path(root).resolve() if root is not None else build_root()
     build_dir = base / sim / f"{top}-{_build_key(srcs, top, sim, waves)}"
-    stamp = build_dir / ".wrapkit-built"
-    if stamp.is_file():
-        return build_dir
 
-    build_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(build_dir.with_name(build_dir.name + ".lock"), "w") as lock:
-        # Another worker may be compiling the same design: wait for it, then reuse its build.
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if stamp.is_file():
-            return build_dir
+    def compile_design(build_dir):
         from cocotb_tools.runner import get_runner
 
         log = build_dir / "build.log"
@@ -169,9 +161,11 @@ def build(sources, top, sim, *, root=None, waves=None):
         finally:
             os.environ.clear()
             os.environ.update(saved)
-        stamp.write_text(json.dumps({"top": top, "sim": sim, "sources": [str(s) for s in srcs],
-                                     "waves": waves}) + "\n")
-    return build_dir
+        (build_dir / _BUILT).write_text(json.dumps({"top": top, "sim": sim,
+                                                   "sources": [str(s) for s in srcs],
+                                                   "waves": waves}) + "\n")
+
+    return build_once(build_dir, _BUILT, compile_design)
 
 
 def _objcache_env(sim, base):

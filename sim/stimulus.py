@@ -1,8 +1,8 @@
-"""Random MAC operation streams with the corner cases the issue asks for (pure numpy).
+"""Random MAC operation streams that reach the datapath's corner cases (pure numpy).
 
-A stream is a dict of equal-length int64 arrays ``a`` (activation values), ``w`` (weight
-codes), ``en``, ``clr``, ``rst`` (0/1), built from phases in this order, each cut short when
-the requested length is reached:
+:func:`mac_stimulus` returns a :class:`~wrapkit.ref.opstream.MacOpStream` (activation
+values ``a``, weight codes ``w``, ``en``, ``clr``, ``rst``) built from phases in this order,
+each cut short when the requested length is reached:
 
 1. ``products``: every (extreme activation, weight code) pair with ``clr`` on every op, so
    each product reaches the accumulator alone (back-to-back clears) and is checked on its own.
@@ -25,7 +25,9 @@ testbench's business, so this module needs no simulator and is unit-tested on it
 
 import numpy as np
 
+from wrapkit.common.checks import check_int
 from wrapkit.ref.datapath import MacConfig, decode_weights, operand_range, wrap
+from wrapkit.ref.opstream import MacOpStream
 
 __all__ = ["extreme_activations", "mac_stimulus", "saturating_pair", "stream_coverage"]
 
@@ -83,14 +85,10 @@ def mac_stimulus(cfg: MacConfig, n_ops, rng):
 
     Returns
     -------
-    dict
-        ``a``, ``w``, ``en``, ``clr``, ``rst``: int64 arrays of length ``n_ops``;
-        ``phases``: list of ``(name, start, stop)``.
+    MacOpStream
+        ``n_ops`` operations; ``phases`` lists ``(name, start, stop)`` of each phase.
     """
-    if isinstance(n_ops, bool) or not isinstance(n_ops, (int, np.integer)):
-        raise TypeError(f"n_ops must be an integer, not {n_ops!r}")
-    if n_ops < 1:
-        raise ValueError(f"n_ops must be >= 1, got {n_ops}")
+    n_ops = check_int("n_ops", n_ops, 1)
     lo, hi = operand_range(cfg.act_bits, cfg.act_signed)
     n_codes = 1 << cfg.weight_code_bits
     acts_x = extreme_activations(cfg)
@@ -165,22 +163,22 @@ def mac_stimulus(cfg: MacConfig, n_ops, rng):
             (rng.random(n) < p_clr).astype(np.int64), rst)
 
     a, w, en, clr, rst = (np.concatenate(col) for col in zip(*parts))
-    return {"a": a, "w": w, "en": en, "clr": clr, "rst": rst, "phases": phases}
+    return MacOpStream(a, w, en, clr, rst, phases=phases, source="mac_stimulus")
 
 
-def stream_coverage(cfg: MacConfig, stim, wraps):
+def stream_coverage(cfg: MacConfig, stim: MacOpStream, wraps):
     """Counts that show what a stream exercised (reported by the testbench and checked by
     the tests): ``wraps`` is the number of accumulator wrap-arounds the model saw."""
-    a, w, en, clr, rst = (np.asarray(stim[k]) for k in ("a", "w", "en", "clr", "rst"))
+    a, w, en, clr, rst = stim.a, stim.w, stim.en, stim.clr, stim.rst
     lo, hi = operand_range(cfg.act_bits, cfg.act_signed)
-    enabled = en.astype(bool) & ~rst.astype(bool)
+    enabled = en & ~rst
     clr_idx = np.flatnonzero(clr)
     gaps = np.diff(np.concatenate(([-1], clr_idx, [len(clr)]))) - 1
     return {
         "ops": int(len(a)),
         "enabled": int(enabled.sum()),
         "clears": int(clr.sum()),
-        "clear_without_enable": int((clr.astype(bool) & ~en.astype(bool)).sum()),
+        "clear_without_enable": int((clr & ~en).sum()),
         "back_to_back_clears": int((clr[1:] & clr[:-1]).sum()),
         "resets": int(rst.sum()),
         "longest_run_without_clear": int(gaps.max()) if len(gaps) else 0,

@@ -92,6 +92,11 @@ class MacDriver:
                 fn(cycle, *op)
             self.ops += 1
 
+    async def drive_stream(self, stream):
+        """Drive every operation of a :class:`~wrapkit.ref.opstream.MacOpStream`, in order."""
+        await self.drive(*(x.astype(np.int64) for x in (stream.a, stream.w, stream.en,
+                                                        stream.clr, stream.rst)))
+
     async def hold(self, op, cycles):
         """Drive the same operation for ``cycles`` cycles with a single timer wait."""
         await FallingEdge(self.clk)
@@ -220,8 +225,9 @@ def _cycle():
     return int(get_sim_time("ns")) // PERIOD_NS
 
 
-class _Bench:
-    """The testbench objects for one test, wired together."""
+class MacBench:
+    """The testbench objects for one test, wired together: driver, monitor, streamed
+    reference model and scoreboard of the MAC named by ``WRAPKIT_TB_MANIFEST``."""
 
     def __init__(self, dut, name):
         path = tb_param("MANIFEST")
@@ -258,14 +264,14 @@ class _Bench:
 @cocotb.test()
 async def test_random_ops(dut):
     """A seeded random stream (see wrapkit.sim.stimulus) checked cycle by cycle."""
-    bench = _Bench(dut, "random_ops")
+    bench = MacBench(dut, "random_ops")
     n_ops = tb_param("OPS", 20000, int)
     seed = tb_param("SEED", 1, int)
     stim = mac_stimulus(bench.cfg, n_ops, np.random.default_rng(seed))
     await bench.driver.reset()
     monitor = cocotb.start_soon(bench.monitor.run())
     t0 = time.perf_counter()
-    await bench.driver.drive(stim["a"], stim["w"], stim["en"], stim["clr"], stim["rst"])
+    await bench.driver.drive_stream(stim)
     await bench.finish()
     wall = time.perf_counter() - t0
     monitor.cancel()
@@ -273,7 +279,7 @@ async def test_random_ops(dut):
     coverage = stream_coverage(bench.cfg, stim, bench.model.wraps)
     report = bench.summary({"seed": seed, "wall_s": wall,
                             "ops_per_s": sb.checked / wall if wall > 0 else 0.0,
-                            "phases": stim["phases"], "coverage": coverage})
+                            "phases": stim.phases, "coverage": coverage})
     write_report("test_random_ops", report)
     bench.log.info("%d ops checked, %d mismatches, %.0f ops/s; coverage %s",
                    sb.checked, sb.mismatches, report["ops_per_s"], coverage)
@@ -293,7 +299,7 @@ async def test_full_width_accumulation(dut):
     One timer wait per run keeps this cheap even for the 2^17 cycles that a 32-bit
     accumulator of 8x8 products needs.
     """
-    bench = _Bench(dut, "full_width")
+    bench = MacBench(dut, "full_width")
     cfg = bench.cfg
     cap = tb_param("HOLD_CAP", 1 << 18, int)
     runs = []

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from wrapkit.cli import main
 from wrapkit.ref.datapath import MacConfig, mac_stream
 from wrapkit.ref.datasets import load_images
-from wrapkit.ref.engine import Engine, layer_stream, stream_toggles
+from wrapkit.ref.engine import Engine
+from wrapkit.ref.streams import layer_stream, stream_toggles
 from wrapkit.common.errors import UserError
 from wrapkit.ref.requant import fixed_point, requantize
 from wrapkit.ref.wkx import encode, read_export
@@ -282,7 +283,7 @@ def test_toggles_closed_form_equals_the_materialized_stream(tiny_export):
         s = layer_stream(layer, codes)
         a_t, w_t, n = stream_toggles(layer.rows(codes), layer.codes, layer.cfg.act_bits,
                                      layer.cfg.weight_code_bits)
-        a, w = s["a"].astype(np.int64), s["w"].astype(np.int64)
+        a, w = s.a.astype(np.int64), s.w.astype(np.int64)
         assert n == len(a) - 1
         for bit in range(layer.cfg.act_bits):
             assert a_t[bit] == np.count_nonzero(np.diff((a >> bit) & 1))
@@ -294,14 +295,14 @@ def test_layer_stream_ends_each_dot_product_on_the_engine_value(tiny_export):
     layer = engine.layer(3)
     codes = engine.layer_input(load_images("digits").pixels[:3], 3)
     s = layer_stream(layer, codes, max_dots=500)
-    assert s["dots"] == 500 and len(s["a"]) == 500 * layer.fan_in
-    acc, out = mac_stream(s["a"], s["w"], s["en"], s["clr"], layer.cfg)
+    assert s.dots == 500 and len(s.a) == 500 * layer.fan_in
+    acc, out = mac_stream(s.a, s.w, s.en, s.clr, layer.cfg)
     ends = np.arange(1, 501) * layer.fan_in - 1
-    np.testing.assert_array_equal(acc[ends], s["final_acc"])
-    np.testing.assert_array_equal(out[ends], s["final_out"])
+    np.testing.assert_array_equal(acc[ends], s.final_acc)
+    np.testing.assert_array_equal(out[ends], s.final_out)
     # The engine's own pre-activations, in the stream's (position, channel) order.
     z = layer.preact(codes).astype(np.int64).reshape(-1)[:500]
-    np.testing.assert_array_equal(s["final_acc"], (z + 128) % 256 - 128)
+    np.testing.assert_array_equal(s.final_acc, (z + 128) % 256 - 128)
 
 
 def test_infer_cli_prints_accuracy_and_writes_stats(tiny_export, tmp_path, capsys):
@@ -388,7 +389,7 @@ def test_cli_bad_input_exits_2_with_one_line(tiny_export, tmp_path, capsys):
 @pytest.mark.sim
 @pytest.mark.parametrize("path, max_ops", [("preloaded", 6000), ("driven", 1500)])
 def test_real_layer_cosim(tiny_export, sim, path, max_ops):
-    from wrapkit.sim.layer import cosim_layer
+    from wrapkit.sim.layer_mac import cosim_layer
 
     r = cosim_layer(tiny_export[1], 3, images=1, sim=sim, path=path, max_ops=max_ops)
     assert r.ok, (r.examples, r.log)
@@ -401,7 +402,7 @@ def test_real_layer_cosim(tiny_export, sim, path, max_ops):
 def test_preloaded_path_catches_a_wrong_design(tiny_export):
     """The check is real: the RTL of k=4 against the expectation for k=2 must mismatch."""
     from wrapkit.hw.manifest import load_manifest, verilog_path
-    from wrapkit.sim.layer import layer_design, layer_operands
+    from wrapkit.sim.layer_mac import layer_design, layer_operands
     from wrapkit.sim.preload import (build_preloaded, depth_for, preloaded_workdir,
                                      run_preloaded)
 
@@ -412,11 +413,10 @@ def test_preloaded_path_catches_a_wrong_design(tiny_export):
     manifest = load_manifest(path)
     manifest["config"] = cfg.to_dict()          # expect k=2 from a k=4 design
     command = build_preloaded(manifest, verilog_path(path, manifest), "icarus",
-                              depth_for(len(stream["a"])))
+                              depth_for(len(stream)))
     workdir = preloaded_workdir()
     try:
-        run = run_preloaded(manifest, command, stream["a"], stream["w"], stream["en"],
-                            stream["clr"], workdir=workdir)
+        run = run_preloaded(manifest, command, stream, workdir=workdir)
     finally:
         shutil.rmtree(workdir)
     assert run.mismatches > 0 and run.examples[0].startswith("op #")
@@ -435,7 +435,7 @@ def test_cosim_layer_cli_reports_and_writes_json(tiny_export, tmp_path, capsys):
     assert f"{doc['ops']:,} of {doc['ops']:,} MAC operations checked" in text
     assert "0 mismatches, 0 dot products differing from the integer engine" in text
     # The same operands, ready for gate-level energy estimation (`wrapkit synth --stimulus`).
-    from wrapkit.hw.synth.activity import load_stimulus
+    from wrapkit.ref.opstream import MacOpStream
 
-    stim = load_stimulus(stream)
+    stim = MacOpStream.load(stream)
     assert len(stim) == doc["ops"] and int(stim.clr.sum()) == doc["dots"]

@@ -86,3 +86,26 @@ def test_wrong_latency_is_caught(tmp_path):
     assert not result.ok
     assert result.mismatches > 1000
     assert all(_MISMATCH.match(line) and " acc expected " in line for line in result.examples)
+
+
+@pytest.mark.sim
+def test_stream_cosim_runs_long_streams_in_chunks():
+    """A stream cut into several preloaded runs (signed activations, dot products of 300),
+    every cycle and every dot product's final value checked."""
+    import numpy as np
+
+    from wrapkit.ref.datapath import mac_dot
+    from wrapkit.ref.opstream import MacOpStream
+    from wrapkit.sim.stream_cosim import cosim_stream
+
+    cfg = PAPER_MACS["8x8_acc8_k2"]
+    rng = np.random.default_rng(2)
+    a, w = rng.integers(-128, 128, (30, 300)), rng.integers(0, 256, (30, 300))
+    acc, out = mac_dot(a, w, cfg)
+    stream = MacOpStream.from_dot_products(a, w, final_acc=acc, final_out=out)
+    r = cosim_stream(resolve_mac("8x8_acc8_k2"), stream, "icarus", chunk_ops=4000)
+    assert r.ok and r.chunks == 3 and r.checked == r.ops == 9000, r.examples
+    assert r.mismatches == 0 and r.final_mismatches == 0
+    wrong = stream.replace(final_acc=acc + 1)
+    r = cosim_stream(resolve_mac("8x8_acc8_k2"), wrong, "icarus", chunk_ops=4000)
+    assert r.mismatches == 0 and r.final_mismatches == 30 and not r.ok

@@ -16,6 +16,7 @@ from wrapkit.sim.designs import cyclic_bank, resolve_mac
 from wrapkit.sim.mac_model import MacModel
 from wrapkit.sim.runner import SimulationError, build, run, waves_enabled
 from wrapkit.sim.stimulus import extreme_activations, mac_stimulus, stream_coverage
+from wrapkit.ref.opstream import MacOpStream
 from wrapkit.sim.tools import check_simulator, prepare_simulator, verilator_root
 
 CONFIGS = list(PAPER_MACS.values()) + [
@@ -60,8 +61,8 @@ def test_streamed_model_matches_register_model(cfg):
     rng = np.random.default_rng(cfg.acc_bits * 31 + cfg.act_bits)
     stim = mac_stimulus(cfg, 3000, rng)
     # Far more resets than the stimulus has, some back to back, to exercise the look-ahead.
-    stim["rst"] = (rng.random(3000) < 0.03).astype(np.int64)
-    cols = [stim[k].tolist() for k in ("a", "w", "en", "clr", "rst")]
+    stim = stim.replace(rst=(rng.random(3000) < 0.03).astype(np.int64))
+    cols = [getattr(stim, k).tolist() for k in ("a", "w", "en", "clr", "rst")]
     want = _registers(cfg, *cols)
 
     model = MacModel(cfg)
@@ -110,29 +111,30 @@ def test_model_rejects_a_non_config():
 def test_stimulus_is_legal_and_deterministic(cfg):
     stim = mac_stimulus(cfg, 20000, np.random.default_rng(5))
     lo, hi = operand_range(cfg.act_bits, cfg.act_signed)
-    assert all(len(stim[k]) == 20000 for k in ("a", "w", "en", "clr", "rst"))
-    assert stim["a"].min() >= lo and stim["a"].max() <= hi
-    assert stim["w"].min() >= 0 and stim["w"].max() < 1 << cfg.weight_code_bits
+    assert all(len(getattr(stim, k)) == 20000 for k in ("a", "w", "en", "clr", "rst"))
+    assert stim.a.min() >= lo and stim.a.max() <= hi
+    assert stim.w.min() >= 0 and stim.w.max() < 1 << cfg.weight_code_bits
     for k in ("en", "clr", "rst"):
-        assert set(np.unique(stim[k]).tolist()) <= {0, 1}
-    phases = stim["phases"]
+        assert set(np.unique(getattr(stim, k)).tolist()) <= {0, 1}
+    phases = stim.phases
     assert [p[0] for p in phases[:4]] == ["products", "extremes-accumulate", "long-run",
                                           "clear-every-op"]
     assert {p[0] for p in phases[4:]} <= {"random", "saturating"}
     assert phases[0][1] == 0 and phases[-1][2] == 20000
     assert all(p[2] == q[1] for p, q in zip(phases, phases[1:]))
     again = mac_stimulus(cfg, 20000, np.random.default_rng(5))
-    assert all(np.array_equal(stim[k], again[k]) for k in ("a", "w", "en", "clr", "rst"))
+    assert all(np.array_equal(getattr(stim, k), getattr(again, k))
+               for k in ("a", "w", "en", "clr", "rst"))
     other = mac_stimulus(cfg, 20000, np.random.default_rng(6))
-    assert not np.array_equal(stim["a"], other["a"])
+    assert not np.array_equal(stim.a, other.a)
 
 
 def test_stimulus_starts_with_every_product_cleared_alone():
     cfg = PAPER_MACS["8x8_acc8_k2"]
     stim = mac_stimulus(cfg, 10, np.random.default_rng(0))
-    assert stim["phases"] == [("products", 0, 10)]
-    assert stim["clr"].tolist() == [1] * 10 and stim["en"].tolist() == [1] * 10
-    assert stim["a"].tolist() == [-128] * 10 and stim["w"].tolist() == list(range(10))
+    assert stim.phases == [("products", 0, 10)]
+    assert stim.clr.tolist() == [1] * 10 and stim.en.tolist() == [1] * 10
+    assert stim.a.tolist() == [-128] * 10 and stim.w.tolist() == list(range(10))
     assert extreme_activations(cfg).tolist() == [-128, -127, -1, 0, 1, 126, 127]
     assert extreme_activations(PAPER_MACS["3x1_acc32"]).tolist() == [0, 1, 6, 7]
 
@@ -149,7 +151,7 @@ def test_stream_coverage_counts():
     cfg = PAPER_MACS["3x1_acc8_k2"]
     stim = {"a": [7, 0, 7, 3, 3], "w": [0, 1, 1, 0, 0], "en": [1, 0, 1, 1, 1],
             "clr": [1, 1, 0, 0, 1], "rst": [0, 0, 0, 1, 0]}
-    cov = stream_coverage(cfg, stim, wraps=4)
+    cov = stream_coverage(cfg, MacOpStream(**stim), wraps=4)
     assert cov == {"ops": 5, "enabled": 3, "clears": 3, "clear_without_enable": 1,
                    "back_to_back_clears": 1, "resets": 1, "longest_run_without_clear": 2,
                    "act_min_enabled": 0, "act_max_enabled": 2, "weight_codes_enabled": 2,

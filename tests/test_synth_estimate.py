@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wrapkit.hw.synth.activity import random_stimulus, stream_from_dot_products
+from wrapkit.hw.synth.activity import random_stimulus
+from wrapkit.ref.opstream import MacOpStream
 from wrapkit.hw.synth.estimate import (LayerRecord, estimate_layers,
                                        stimulus_from_toggle_rates, write_layer_plot)
 from wrapkit.ref.configs import PAPER_MACS
@@ -42,7 +43,7 @@ def test_network_estimate(tmp_path, cache_dir):
     layers = [
         LayerRecord("conv1", 10_000, float_only=True),
         LayerRecord("conv2", 200_000, operands=random_stimulus(cfg, 200, seed=1)),
-        LayerRecord("conv3", 100_000, operands=stream_from_dot_products(sparse_a, sparse_w)),
+        LayerRecord("conv3", 100_000, operands=MacOpStream.from_dot_products(sparse_a, sparse_w)),
         LayerRecord("fc", 5_000, bit_toggle={"a": [0.3, 0.3, 0.3], "w": [0.5]}),
     ]
     est = estimate_layers(layers, ROOT / "rtl" / f"{cfg.name}.json",

@@ -18,7 +18,8 @@ import pytest
 
 from wrapkit.cli import main
 from wrapkit.hw.synth import evaluate as synth_flow
-from wrapkit.hw.synth.activity import random_stimulus, simulate, stream_from_dot_products
+from wrapkit.hw.synth.activity import random_stimulus, simulate
+from wrapkit.ref.opstream import MacOpStream
 from wrapkit.hw.synth.liberty import read_liberty
 from wrapkit.hw.synth.tools import DEFAULT_LIBERTY, ToolError, require_tool
 from wrapkit.hw.synth.yosys import synthesize
@@ -113,7 +114,7 @@ def test_real_operands_change_the_energy(report, cache_root):
     rng = np.random.default_rng(1)
     a = np.where(rng.random((10, 30)) < 0.7, 0, rng.integers(0, 8, (10, 30)))
     w = encode_weights(np.where(rng.random((10, 30)) < 0.5, 1, -1), "binary")
-    stim = stream_from_dot_products(a, w, source="sparse layer")
+    stim = MacOpStream.from_dot_products(a, w, source="sparse layer")
     sparse = synth_flow.evaluate(DESIGN, stimulus=stim)
     assert sparse["energy"]["stimulus"] == "sparse layer"
     assert sparse["energy"]["ops"] == 300 == len(stim)
@@ -219,7 +220,7 @@ def test_liberty_without_cell_models(cache_root, tmp_path):
 def test_stimulus_out_of_range(report):
     flow = synth_flow.synthesize_design(DESIGN)
     cfg = MacConfig.from_dict(report["config"])
-    bad = stream_from_dot_products(np.full((1, 4), 9), np.zeros((1, 4), dtype=int))
+    bad = MacOpStream.from_dot_products(np.full((1, 4), 9), np.zeros((1, 4), dtype=int))
     with pytest.raises(UserError, match=r"^stimulus does not fit mac_a3u_wb_acc8_k4: "
                                         r"stimulus activations must lie in \[0, 7\]"):
         synth_flow.run_energy(flow, bad)

@@ -1,8 +1,11 @@
 """Switching activity from a gate-level simulation of the mapped netlist.
 
-The stimulus is a stream of MAC operations ``(a, w_code, en, clr)`` -- random operands for a
-MAC on its own, or real operands of a trained layer (:func:`stream_from_dot_products`, or a
-``.npz``/``.csv`` file). Icarus Verilog simulates the mapped netlist with the library's cell
+The stimulus is a stream of MAC operations, a :class:`~wrapkit.ref.opstream.MacOpStream`
+``(a, w_code, en, clr)`` -- random operands for a MAC on its own (:func:`random_stimulus`),
+or real operands of a trained layer (:meth:`MacOpStream.from_dot_products
+<wrapkit.ref.opstream.MacOpStream.from_dot_products>`, :func:`wrapkit.hw.synth.network.
+sample_stream`, or a ``.npz``/``.csv`` file read by :meth:`MacOpStream.load
+<wrapkit.ref.opstream.MacOpStream.load>`). Icarus Verilog simulates the mapped netlist with the library's cell
 models (``osu018_stdcells.v``) and, by default, the cell delays OpenSTA computed (SDF), so
 glitches in the multiplier and adder show up as they do in silicon.
 
@@ -14,7 +17,8 @@ net, inside the measurement window (like a SAIF toggle-count file):
   clock edge (the glitch-free, "functional" activity).
 
 The same run samples the outputs every cycle, and :func:`simulate` checks them against
-``wrapkit.ref.mac_stream`` with the manifest's latency, so a wrong netlist (or a clock period
+``wrapkit.ref.mac_stream`` (:meth:`MacOpStream.reference
+<wrapkit.ref.opstream.MacOpStream.reference>`) with the manifest's latency, so a wrong netlist (or a clock period
 too short for the annotated delays) cannot produce an energy number.
 
 Timeline of one clock cycle ``c`` (period ``T``)::
@@ -32,89 +36,25 @@ from pathlib import Path
 
 import numpy as np
 
-from wrapkit.ref.datapath import MacConfig, mac_stream, operand_range
-from wrapkit.common.errors import UserError
+from wrapkit.ref.datapath import MacConfig, operand_range
+from wrapkit.ref.opstream import MacOpStream
 
 from .tools import ToolError, run_tool
 
-__all__ = [
-    "Activity",
-    "Stimulus",
-    "load_stimulus",
-    "random_stimulus",
-    "save_stimulus",
-    "simulate",
-    "stream_from_dot_products",
-    "testbench",
-]
+__all__ = ["Activity", "check_stimulus", "random_stimulus", "simulate", "testbench"]
 
 #: Reset cycles before the first operation.
 RESET_CYCLES = 3
 
 
-@dataclass(frozen=True)
-class Stimulus:
-    """A stream of MAC operations (one per clock cycle).
-
-    Attributes
-    ----------
-    a : ndarray of int64
-        Activations, in the range of the design's ``act_bits``/``act_signed``.
-    w : ndarray of int64
-        Weight *codes* (``wrapkit.ref.encode_weights``), unsigned.
-    en, clr : ndarray of bool
-        Operand valid; start of a new dot product.
-    source : str
-        Where the operands came from ("random seed=0", a file name, a layer name).
-    """
-
-    a: np.ndarray
-    w: np.ndarray
-    en: np.ndarray
-    clr: np.ndarray
-    source: str = "arrays"
-
-    def __len__(self):
-        return len(self.a)
-
-    def check(self, cfg: MacConfig):
-        """Raise ValueError unless every operand fits the design."""
-        n = len(self.a)
-        for name in ("w", "en", "clr"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"stimulus arrays must have equal lengths: a has {n}, "
-                                 f"{name} has {len(getattr(self, name))}")
-        if n < 1:
-            raise ValueError("stimulus must hold at least 1 operation, got 0")
-        lo, hi = operand_range(cfg.act_bits, cfg.act_signed)
-        if self.a.min() < lo or self.a.max() > hi:
-            raise ValueError(f"stimulus activations must lie in [{lo}, {hi}] for act_bits="
-                             f"{cfg.act_bits} act_signed={cfg.act_signed}, got "
-                             f"[{self.a.min()}, {self.a.max()}]")
-        top = (1 << cfg.weight_code_bits) - 1
-        if self.w.min() < 0 or self.w.max() > top:
-            raise ValueError(f"stimulus weight codes must lie in [0, {top}] for "
-                             f"{cfg.weight_kind} weights, got [{self.w.min()}, {self.w.max()}]")
-        return self
-
-    def digest(self):
-        """Content hash (part of the energy cache key)."""
-        from wrapkit.common.buildcache import hash_parts
-
-        return hash_parts(*(np.ascontiguousarray(arr, dtype=np.int64).tobytes()
-                            for arr in (self.a, self.w, self.en, self.clr)))
-
-
-def _stimulus(a, w, en, clr, source):
-    arrays = []
-    for name, x in (("a", a), ("w", w), ("en", en), ("clr", clr)):
-        arr = np.asarray(x)
-        if arr.ndim != 1:
-            raise ValueError(f"stimulus array {name} must be 1-D, got shape {arr.shape}")
-        if arr.dtype.kind not in "iub":
-            raise TypeError(f"stimulus array {name} must hold integers, got dtype {arr.dtype}")
-        arrays.append(arr.astype(np.int64) if name in ("a", "w") else arr.astype(bool))
-    return Stimulus(*arrays, source=source)
+def check_stimulus(stim: MacOpStream, cfg: MacConfig):
+    """Raise ValueError unless ``stim`` fits the design ``cfg`` and pulses no reset (the
+    gate-level testbench resets the design only before the first operation)."""
+    stim.check(cfg)
+    if stim.rst.any():
+        raise ValueError("the gate-level testbench drives no reset during the stream; give a "
+                         "stimulus without rst pulses")
+    return stim
 
 
 def random_stimulus(cfg: MacConfig, n_ops, *, seed=0, dot_len=64):
@@ -133,75 +73,7 @@ def random_stimulus(cfg: MacConfig, n_ops, *, seed=0, dot_len=64):
     w = rng.integers(0, 1 << cfg.weight_code_bits, n_ops)
     en = np.ones(n_ops, dtype=bool)
     clr = (np.arange(n_ops) % dot_len) == 0
-    return Stimulus(a.astype(np.int64), w.astype(np.int64), en, clr,
-                    source=f"random seed={seed} dot_len={dot_len}")
-
-
-def stream_from_dot_products(a_rows, w_rows, *, source="dot products"):
-    """Operation stream of a layer: one dot product per row, ``clr`` on each row's first op.
-
-    Parameters
-    ----------
-    a_rows : array_like, shape (n_dots, K)
-        Activations of each dot product (e.g. an im2col patch per output pixel).
-    w_rows : array_like, shape (n_dots, K)
-        The matching weight codes (the output channel's weights, encoded).
-    """
-    a_rows = np.asarray(a_rows)
-    w_rows = np.asarray(w_rows)
-    if a_rows.ndim != 2 or a_rows.shape != w_rows.shape:
-        raise ValueError(f"a_rows and w_rows must be 2-D of equal shape, got {a_rows.shape} "
-                         f"and {w_rows.shape}")
-    n, k = a_rows.shape
-    clr = np.zeros((n, k), dtype=bool)
-    clr[:, 0] = True
-    return _stimulus(a_rows.ravel(), w_rows.ravel(), np.ones(n * k, dtype=bool), clr.ravel(),
-                     source)
-
-
-def load_stimulus(path):
-    """Read a stimulus file: ``.npz`` with arrays ``a``, ``w`` (codes), ``en``, ``clr``, or
-    ``.csv`` with a header line ``a,w,en,clr``.
-
-    Raises
-    ------
-    UserError
-        Missing or malformed file (the message names the file and what is wrong).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"stimulus file {path} not found; give 'random' or a .npz/.csv file "
-                        f"with columns a, w (weight codes), en, clr")
-    try:
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                missing = [k for k in ("a", "w", "en", "clr") if k not in data]
-                if missing:
-                    raise UserError(f"stimulus file {path} lacks array(s) "
-                                    f"{', '.join(missing)}; it needs a, w, en, clr")
-                return _stimulus(data["a"], data["w"], data["en"], data["clr"], path.name)
-        if path.suffix == ".csv":
-            table = np.genfromtxt(path, delimiter=",", names=True, dtype=np.int64)
-            names = table.dtype.names or ()
-            missing = [k for k in ("a", "w", "en", "clr") if k not in names]
-            if missing:
-                raise UserError(f"stimulus file {path} lacks column(s) {', '.join(missing)}; "
-                                f"the header must be a,w,en,clr")
-            table = np.atleast_1d(table)
-            return _stimulus(table["a"], table["w"], table["en"], table["clr"], path.name)
-    except (ValueError, TypeError, OSError) as exc:
-        raise UserError(f"stimulus file {path} is malformed ({exc})") from None
-    raise UserError(f"stimulus file {path} must end in .npz or .csv")
-
-
-def save_stimulus(path, stim: Stimulus):
-    """Write a stimulus as ``.npz`` (atomically)."""
-    import io
-
-    from wrapkit.common.files import atomic_write_bytes
-    buf = io.BytesIO()
-    np.savez(buf, a=stim.a, w=stim.w, en=stim.en, clr=stim.clr)
-    return atomic_write_bytes(path, buf.getvalue())
+    return MacOpStream(a, w, en, clr, source=f"random seed={seed} dot_len={dot_len}")
 
 
 @dataclass(frozen=True)
@@ -319,7 +191,7 @@ def testbench(manifest, netlist, n_ops, period_ns, *, sdf=None, watch=True):
     return "\n".join(ln for ln in lines if ln) + "\n", nets
 
 
-def _stim_hex(stim: Stimulus, cfg: MacConfig):
+def _stim_hex(stim: MacOpStream, cfg: MacConfig):
     a = stim.a & ((1 << cfg.act_bits) - 1)
     word = ((stim.clr.astype(np.int64) << (cfg.act_bits + cfg.weight_code_bits + 1))
             | (stim.en.astype(np.int64) << (cfg.act_bits + cfg.weight_code_bits))
@@ -349,7 +221,7 @@ def _parse_outputs(text, outs, n_rows):
     return values
 
 
-def simulate(manifest, netlist_v, flat, stim: Stimulus, cell_models, out_dir, *,
+def simulate(manifest, netlist_v, flat, stim: MacOpStream, cell_models, out_dir, *,
              period, sdf=None):
     """Run the gate-level simulation, check the outputs against the reference, count toggles.
 
@@ -361,7 +233,8 @@ def simulate(manifest, netlist_v, flat, stim: Stimulus, cell_models, out_dir, *,
         Mapped netlist from :func:`~wrapkit.hw.synth.yosys.synthesize`.
     flat : FlatNetlist
         The same netlist flattened (which nets to watch).
-    stim : Stimulus
+    stim : MacOpStream
+        Without ``rst`` pulses (the testbench drives reset only before the first operation).
     cell_models : Path
         Verilog models of the library cells.
     out_dir : Path
@@ -381,7 +254,7 @@ def simulate(manifest, netlist_v, flat, stim: Stimulus, cell_models, out_dir, *,
         first mismatch in hex and decimal), or a tool failed.
     """
     cfg = MacConfig.from_dict(manifest["config"])
-    stim.check(cfg)
+    check_stimulus(stim, cfg)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     n = len(stim)
@@ -425,7 +298,7 @@ def simulate(manifest, netlist_v, flat, stim: Stimulus, cell_models, out_dir, *,
 
 
 def _check_against_reference(cfg, stim, got, latency, out_dir):
-    acc_ref, out_ref = mac_stream(stim.a, stim.w, stim.en, stim.clr, cfg)
+    acc_ref, out_ref = stim.reference(cfg)
     expect = {"acc": acc_ref}
     if cfg.k is not None:
         expect["y"] = out_ref

@@ -50,8 +50,8 @@ def _run(args):
         return _run_paper(args)
     stimulus = None
     if args.stimulus != "random":
-        from .activity import load_stimulus
-        stimulus = load_stimulus(args.stimulus)
+        from wrapkit.ref.opstream import MacOpStream
+        stimulus = MacOpStream.load(args.stimulus)
     report = evaluate(args.design, liberty=args.liberty, cell_models=args.cell_models,
                       stimulus=stimulus, n_ops=args.ops, seed=args.seed, goal=args.goal,
                       timed=not args.zero_delay, use_cache=not args.no_cache,

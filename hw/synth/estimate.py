@@ -4,8 +4,9 @@ A network is a list of :class:`LayerRecord` -- one per layer that runs on the MA
 (float-only layers are listed but cost nothing here). Each record carries the layer's MAC count
 per inference and what its operands look like, either
 
-* ``operands``: a sample of the layer's real operand stream (a :class:`Stimulus`, e.g. from
-  :func:`~wrapkit.hw.synth.activity.stream_from_dot_products` on im2col patches), or
+* ``operands``: a sample of the layer's real operand stream (a
+  :class:`~wrapkit.ref.opstream.MacOpStream`, e.g. from
+  :func:`~wrapkit.hw.synth.network.sample_stream` on im2col patches), or
 * ``bit_toggle``: per-bit toggle probabilities of activations and weight codes between
   consecutive operations (the export's operand statistics), from which
   :func:`stimulus_from_toggle_rates` draws a stream with the same statistics.
@@ -23,7 +24,8 @@ import numpy as np
 
 from wrapkit.ref.datapath import MacConfig, operand_range
 
-from .activity import Stimulus
+from wrapkit.ref.opstream import MacOpStream
+
 from .evaluate import OPS_PER_CYCLE, run_energy, synthesize_design
 
 __all__ = ["LayerRecord", "estimate_layers", "stimulus_from_toggle_rates", "write_layer_plot"]
@@ -38,7 +40,7 @@ class LayerRecord:
     name : str
     macs : int
         Multiply-accumulates per inference.
-    operands : Stimulus or None
+    operands : MacOpStream or None
         A sample of the layer's operand stream.
     bit_toggle : dict or None
         ``{"a": [p_bit0, p_bit1, ...], "w": [...]}``: probability that each bit of the
@@ -50,7 +52,7 @@ class LayerRecord:
 
     name: str
     macs: int
-    operands: Stimulus | None = None
+    operands: MacOpStream | None = None
     bit_toggle: dict | None = field(default=None)
     float_only: bool = False
 
@@ -88,16 +90,15 @@ def stimulus_from_toggle_rates(cfg: MacConfig, bit_toggle, n_ops, *, seed=0, dot
         a = np.where(a >= -lo, a + 2 * lo, a)          # two's-complement code -> value
     dot_len = int(dot_len or bit_toggle.get("dot_len", 64))
     clr = (np.arange(n_ops) % dot_len) == 0
-    return Stimulus(a, out["w"], np.ones(n_ops, dtype=bool), clr,
-                    source=f"toggle statistics seed={seed}")
+    return MacOpStream(a, out["w"], np.ones(n_ops, dtype=bool), clr,
+                       source=f"toggle statistics seed={seed}")
 
 
 def _layer_stimulus(layer, cfg, n_ops, seed):
     if layer.operands is not None:
         stim = layer.operands
         if len(stim) > n_ops:
-            stim = Stimulus(stim.a[:n_ops], stim.w[:n_ops], stim.en[:n_ops], stim.clr[:n_ops],
-                            stim.source)
+            stim = stim.segment(0, n_ops)
         return stim
     return stimulus_from_toggle_rates(cfg, layer.bit_toggle, n_ops, seed=seed)
 

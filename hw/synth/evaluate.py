@@ -19,9 +19,10 @@ from wrapkit import __version__
 from wrapkit.common.buildcache import source_fingerprint
 from wrapkit.common.errors import UserError
 from wrapkit.ref.datapath import MacConfig
+from wrapkit.ref.opstream import MacOpStream
 
 from . import cache
-from .activity import Stimulus, random_stimulus, simulate
+from .activity import check_stimulus, random_stimulus, simulate
 from .energy import energy_per_cycle, uniform_activity
 from .liberty import read_liberty
 from .netlist import flatten_netlist
@@ -187,12 +188,12 @@ def _ordered(d, total=False):
     return out
 
 
-def run_energy(flow: DesignFlow, stim: Stimulus, *, timed=True, use_cache=True,
+def run_energy(flow: DesignFlow, stim: MacOpStream, *, timed=True, use_cache=True,
                progress=None):
     """Energy of ``flow``'s design under ``stim`` (gate-level simulation, cached)."""
     cfg = MacConfig.from_dict(flow.manifest["config"])
     try:
-        stim.check(cfg)
+        check_stimulus(stim, cfg)
     except ValueError as exc:
         raise UserError(f"stimulus does not fit {flow.manifest['top']}: {exc}") from None
     if flow.cell_models is None or not Path(flow.cell_models).is_file():
@@ -274,7 +275,7 @@ def evaluate(manifest_path, *, liberty=None, cell_models=None, stimulus=None, n_
     ----------
     manifest_path : path
     liberty, cell_models, goal : see :func:`synthesize_design`
-    stimulus : Stimulus or None
+    stimulus : MacOpStream or None
         None: ``n_ops`` random operations (seed ``seed``).
     n_ops : int
     timed : bool

@@ -9,12 +9,12 @@ into a :class:`~wrapkit.hw.synth.estimate.LayerRecord` for
   the float first and last layers are listed with their MACs but do not run on the datapath;
 * **operands**: a sample of the layer's *real* MAC operation stream -- the input codes the
   engine computed for the test images and the layer's weight codes, in the stream order of
-  :func:`wrapkit.ref.engine.layer_stream` (output positions outermost, output channels next,
+  :func:`wrapkit.ref.streams.layer_stream` (output positions outermost, output channels next,
   the fan-in innermost, ``clr`` on each dot product's first operation). The first operations
   of that stream all belong to the first output position of the first image (a padded
   corner), so the sample takes ``segments`` runs of consecutive dot products at seeded random
   positions of all the images instead; each run keeps the real order inside it;
-* **activity statistics** of the engine (:class:`~wrapkit.ref.engine.LayerStats`: overflow
+* **activity statistics** of the engine (:class:`~wrapkit.ref.stats.LayerStats`: overflow
   and cyclic-fold rates, operand toggles per bit) for the report.
 
 One datapath runs the whole network: the MAC of the export's weight kind, accumulator width
@@ -32,10 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from wrapkit.ref.datapath import MacConfig
 from wrapkit.common.errors import UserError
-
-from .activity import Stimulus
+from wrapkit.ref.datapath import MacConfig
+from wrapkit.ref.opstream import MacOpStream
 
 __all__ = ["NetworkActivity", "baseline_config", "datapath_config", "estimate_export",
            "estimate_markdown", "network_activity", "sample_stream"]
@@ -106,7 +105,7 @@ def sample_stream(rows, w_codes, n_ops, *, segments=DEFAULT_SEGMENTS, seed=0, so
 
     Returns
     -------
-    Stimulus
+    MacOpStream
     """
     rows, w_codes = np.asarray(rows), np.asarray(w_codes)
     if rows.ndim != 2 or w_codes.ndim != 2 or rows.shape[1] != w_codes.shape[1] \
@@ -130,13 +129,9 @@ def sample_stream(rows, w_codes, n_ops, *, segments=DEFAULT_SEGMENTS, seed=0, so
             rr, cc = (r + (c0 + j) // c) % len(rows), (c0 + j) % c
             a_parts.append(rows[rr])
             w_parts.append(w_codes[cc])
-    a = np.concatenate(a_parts).astype(np.int64)
-    w = np.concatenate(w_parts).astype(np.int64)
-    clr = np.zeros(len(a), dtype=bool)
-    clr[::k] = True
-    return Stimulus(a, w, np.ones(len(a), dtype=bool), clr,
-                    source=f"{source}: {dots} dot products of {k} ops in {segments} runs, "
-                           f"seed {seed}")
+    return MacOpStream.from_dot_products(
+        np.stack(a_parts), np.stack(w_parts),
+        source=f"{source}: {dots} dot products of {k} ops in {segments} runs, seed {seed}")
 
 
 @dataclass

@@ -1,10 +1,11 @@
 """cocotb testbench: a trained layer's real operand stream driven into the MAC cycle by cycle.
 
-The driven path of ``wrapkit cosim layer`` (the preloaded path is :mod:`wrapkit.sim.preload`).
+The driven path of ``wrapkit cosim layer`` on a MAC (the preloaded path is
+:mod:`wrapkit.sim.stream_cosim`).
 It reuses the MAC testbench's driver, monitor, streamed reference model and in-order
 scoreboard (:mod:`wrapkit.sim.tb_mac`); only the stimulus differs: instead of random
-operations it plays the ``a``, ``w``, ``en``, ``clr`` arrays of the ``.npz`` file named by
-``WRAPKIT_TB_STREAM`` (written by :func:`wrapkit.sim.layer.cosim_layer` from the integer
+operations it plays the :class:`~wrapkit.ref.opstream.MacOpStream` file named by
+``WRAPKIT_TB_STREAM`` (written by :func:`wrapkit.sim.layer_mac.cosim_layer` from the integer
 engine), and every cycle's ``acc`` (and ``y``) is compared with ``wrapkit.ref``.
 
 Parameters (environment): ``WRAPKIT_TB_MANIFEST``, ``WRAPKIT_TB_STREAM``.
@@ -13,23 +14,22 @@ Parameters (environment): ``WRAPKIT_TB_MANIFEST``, ``WRAPKIT_TB_STREAM``.
 import time
 
 import cocotb
-import numpy as np
 
-from .tb_mac import _Bench
+from wrapkit.ref.opstream import MacOpStream
+
+from .tb_mac import MacBench
 from .testbench import tb_param, write_report
 
 
 @cocotb.test()
 async def test_layer_stream(dut):
     """Every operation of the stream checked against the reference, in order."""
-    bench = _Bench(dut, "layer_stream")
-    with np.load(tb_param("STREAM"), allow_pickle=False) as data:
-        a, w, en, clr = (data[k].astype(np.int64) for k in ("a", "w", "en", "clr"))
-    rst = np.zeros_like(a)
+    bench = MacBench(dut, "layer_stream")
+    stream = MacOpStream.load(tb_param("STREAM"))
     await bench.driver.reset()
     monitor = cocotb.start_soon(bench.monitor.run())
     t0 = time.perf_counter()
-    await bench.driver.drive(a, w, en, clr, rst)
+    await bench.driver.drive_stream(stream)
     await bench.finish()
     wall = time.perf_counter() - t0
     monitor.cancel()
@@ -40,5 +40,5 @@ async def test_layer_stream(dut):
                    report["ops_per_s"])
     assert sb.mismatches == 0, (f"{sb.mismatches} mismatches in {sb.checked} ops; first: "
                                 f"{sb.examples[0] if sb.examples else '?'}")
-    assert sb.checked == len(a) and sb.unobserved == 0, \
-        f"checked {sb.checked} of {len(a)} ops ({sb.unobserved} never sampled)"
+    assert sb.checked == len(stream) and sb.unobserved == 0, \
+        f"checked {sb.checked} of {len(stream)} ops ({sb.unobserved} never sampled)"

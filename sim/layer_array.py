@@ -1,5 +1,8 @@
 """A trained layer through the RTL layer array: ``wrapkit cosim layer ... --datapath array``.
 
+The layer-array path of ``wrapkit cosim layer`` (the single-MAC path is
+:mod:`wrapkit.sim.layer_mac`).
+
 :func:`cosim_array_layer` runs the integer engine (:mod:`wrapkit.ref.engine`) on the first
 test images up to integer layer N of an export, turns that layer (its weight codes, its
 fixed-point requantization constants, each image's input codes) into
@@ -27,7 +30,8 @@ from wrapkit.common.errors import UserError
 
 from .tools import check_simulator
 
-__all__ = ["ArrayLayerResult", "array_for_layer", "cosim_array_layer", "layer_jobs"]
+__all__ = ["ArrayLayerResult", "array_for_layer", "cosim_array_layer", "layer_jobs",
+           "layer_shape"]
 
 
 @dataclass
@@ -78,7 +82,9 @@ class ArrayLayerResult:
         return d
 
 
-def _shape(lay):
+def layer_shape(lay):
+    """The array's :class:`~wrapkit.hw.array.layer.LayerShape` of engine layer ``lay``
+    (UserError for a kind the array does not run)."""
     from wrapkit.hw.array.layer import LayerShape
 
     spec = lay.spec
@@ -102,7 +108,7 @@ def layer_jobs(lay, codes):
     layer's input ``codes`` as :meth:`wrapkit.ref.engine.Engine.layer_input` returns them."""
     from wrapkit.hw.array.layer import LayerJob
 
-    shape = _shape(lay)
+    shape = layer_shape(lay)
     requant = None
     if lay.out_kind == "requant":
         requant = (lay.m, lay.b, lay.s, int(lay.spec["output"]["bits"]))
@@ -118,7 +124,7 @@ def array_for_layer(lay, rows, cols):
     large enough for it."""
     from wrapkit.hw.array.config import ArrayConfig
 
-    shape = _shape(lay)
+    shape = layer_shape(lay)
     out_bits = int(lay.spec["output"]["bits"]) if lay.out_kind == "requant" else 8
     try:
         return ArrayConfig(rows, cols, lay.cfg, out_bits=out_bits,
