@@ -1,6 +1,6 @@
 """Full conv layers of a trained VGG-7 through the RTL layer array, on both simulators.
 
-Why: issue 5's acceptance measurement. Integer conv layers of a trained WrapNet VGG-7 (an
+Why: the layer array's acceptance measurement. Integer conv layers of a trained WrapNet VGG-7 (an
 export written by ``wrapkit export``) run on an R x C array generated for each layer's
 bit widths (``wrapkit cosim layer ... --datapath array``): outputs are compared bit for bit
 with the integer engine (codes before pooling, and the pooled codes), cycles with the cycle

@@ -3,7 +3,7 @@
 Why: cosimulating real layers needs millions of operations; driving the MAC from Python
 costs a simulator round trip per cycle. This measures both paths of ``wrapkit cosim layer``
 on the same real operand stream (a conv layer of an exported network on test images), in
-one run, and checks the issue's target of at least 1M verified ops/s with Verilator
+one run, and checks the target of at least 1M verified ops/s with Verilator
 preloaded.
 
 "Verified ops/s" = operations whose every cycle's ``acc`` (and ``y``) was compared with

@@ -1,9 +1,9 @@
 """Integer engine vs PyTorch on a whole test set: exact pre-activations, codes, accuracy.
 
-Why: the issue requires the integer engine to reproduce the trained PyTorch network —
+Why: the integer engine must reproduce the trained PyTorch network —
 identical integer pre-activations on every quantized layer when both see the same input
-codes, and test accuracy within 0.1 point — and asks what the remaining difference comes
-from. This script measures all of it in one pass over the test set:
+codes, and test accuracy within 0.1 point — and any remaining difference must be traced to
+its source. This script measures all of it in one pass over the test set:
 
 * per quantized layer, the engine's ``z`` (exact dot products) and ``y`` (wrapped / cyclic
   accumulator) from PyTorch's own input codes ``x_q`` (traced), compared element by element;

@@ -1,7 +1,7 @@
 """Images per second: the integer engine against PyTorch, all measured in one run.
 
 Why: the integer engine (``wrapkit.ref.engine``) is the reference for exported networks and
-feeds the cosimulation; it must be fast enough to run whole test sets. The issue's target is
+feeds the cosimulation; it must be fast enough to run whole test sets. The target is
 at least half the speed of the float PyTorch forward of the same network.
 
 Contenders, each classifying the same uint8 test images in batches of ``--batch-size``:

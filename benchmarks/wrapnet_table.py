@@ -72,7 +72,7 @@ class Row:
 def rows(s):
     post = s["warmup_epochs"] + s["finetune_epochs"]  # epochs after BWN/TWN, every row
     # WrapNet rows select their steps for p, capped at the QA rows' activation width: the
-    # issue's "binary weights / 3-bit activations unless stated", the paper's "BWN-QA: the same
+    # setting "binary weights / 3-bit activations unless stated", the paper's "BWN-QA: the same
     # precision as WrapNet" (its WrapNet 3/1/8, 4/2/8 and 7/1/12 rows).
     wrap = dict(method="wrapnet", warmup_epochs=s["warmup_epochs"],
                 epochs=s["finetune_epochs"], acc_bits=8, k=2, p=5.0, ro=0.01, max_act_bits=3)
@@ -372,7 +372,7 @@ def _markdown(result, table, done, targets, plots, bench):
 
 
 def _notes(done, s):
-    """How to read the table: what differs from the seed, from the measured data."""
+    """How to read the table: what differs from the paper, from the measured data."""
     lines = ["", "## Reading the table", "",
              "- Absolute accuracies are Fashion-MNIST, not CIFAR-10, with a network an eighth "
              "as wide and a schedule several hundred times shorter than the paper's "

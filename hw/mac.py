@@ -1,4 +1,4 @@
-"""The WrapNet MAC unit (seed Fig. 2.4): multiplier, product register, wrapping accumulator,
+"""The WrapNet MAC unit (paper Fig. 2.4): multiplier, product register, wrapping accumulator,
 optional cyclic activation."""
 
 from amaranth.hdl import Module, Signal, signed, unsigned

@@ -63,7 +63,7 @@ class BitpackingConfig:
 
     runs: str = "runs/bitpacking"        # stage outputs (reused when present)
     results: str = "docs/results"        # bitpacking.md / .json / .png
-    # Base network: small enough to train in minutes on CPU (the seed: VGG-7 on CIFAR-10).
+    # Base network: small enough to train in minutes on CPU (the paper: VGG-7 on CIFAR-10).
     widths: tuple = (16, 32, 64)
     train_subset: int = 12000
     pretrain_epochs: int = 3

@@ -1,7 +1,7 @@
 """Export a trained network to a ``.wkx`` file for the integer engine and the hardware.
 
 The file format (a safetensors container with a JSON header) is defined and read in
-:mod:`wrapkit.ref.wkx`; the layer semantics in :mod:`wrapkit.ref.layers`; docs/export.md
+:mod:`wrapkit.ref.wkx`; the layer semantics in :mod:`wrapkit.ref.engine_layers`; docs/export.md
 describes both. This module turns a PyTorch model into that description:
 
 * the full-precision stem (conv, BatchNorm, ReLU) stays float: its weights plus BatchNorm

@@ -15,7 +15,7 @@ When both operands are integers, ``z_q`` is computed in float32 only if the wors
 
 Each layer can record its operands and results on its last forward (``tracing``): the
 step-size selection reads the float inputs, the overflow meter and the overflow penalty
-read ``z_q``, and further regularizers (the carry-variance penalty of issue 7) can read the
+read ``z_q``, and further regularizers (the carry-variance penalty R^c) can read the
 integer operands, all without touching the forward code.
 """
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from wrapkit.common.errors import UserError
 
-from .layers import FloatLayer, IntegerLayer, max_pool2x2
+from .engine_layers import FloatLayer, IntegerLayer, max_pool2x2
 from .stats import StatsCollector
 
 __all__ = ["GEMMS", "REQUANTS", "Engine"]

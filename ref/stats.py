@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .datapath import wrap
-from .layers import IntegerLayer
+from .engine_layers import IntegerLayer
 from .streams import stream_toggles
 
 __all__ = ["LayerStats", "StatsCollector"]

@@ -6,7 +6,7 @@ output channels next, the fan-in ``(c_in, ky, kx)`` innermost::
     for r in rows: for c in channels: for j in fan_in:  (a_rows[r, j], w_rows[c, j])
 
 ``a_rows`` are the layer's im2col rows (one per output position, :meth:`IntegerLayer.rows
-<wrapkit.ref.layers.IntegerLayer.rows>`) and ``w_rows`` its weight codes. :func:`layer_stream`
+<wrapkit.ref.engine_layers.IntegerLayer.rows>`) and ``w_rows`` its weight codes. :func:`layer_stream`
 materializes that stream as a :class:`~wrapkit.ref.opstream.MacOpStream`;
 :func:`stream_toggles` counts its operand bit toggles without building it.
 """
@@ -61,7 +61,7 @@ def layer_stream(layer, codes, max_dots=None):
 
     Parameters
     ----------
-    layer : wrapkit.ref.layers.IntegerLayer
+    layer : wrapkit.ref.engine_layers.IntegerLayer
     codes : ndarray
         The layer's input codes, NHWC or (N, F) uint8 (:meth:`Engine.layer_input
         <wrapkit.ref.engine.Engine.layer_input>`).

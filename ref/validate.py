@@ -15,7 +15,7 @@ import numpy as np
 from wrapkit.common.errors import UserError
 
 from .datapath import WEIGHT_KINDS, MacConfig, weight_code_bits
-from .layers import LAYER_KINDS, conv_output_size
+from .engine_layers import LAYER_KINDS, conv_output_size
 from .requant import check_bounds
 
 __all__ = ["validate"]

@@ -5,7 +5,7 @@ build folder, keyed by its configuration and a fingerprint of the generator's so
 design is generated once per machine and regenerated when hw/ or ref/ changes;
 :func:`wrapkit.sim.designs.generated_design`).
 :func:`cosim_array` runs :mod:`wrapkit.sim.tb_array` on it for a list of
-:class:`~wrapkit.hw.array.layer.LayerJob` and returns the outputs and the per-layer report.
+:class:`~wrapkit.hw.array.jobs.LayerJob` and returns the outputs and the per-layer report.
 """
 
 from dataclasses import dataclass, field
@@ -79,7 +79,7 @@ def cosim_array(manifest, jobs, sim="icarus"):
         A job does not fit the design (checked before any simulation), bad simulator.
     """
     from wrapkit.hw.array.config import ArrayConfig
-    from wrapkit.hw.array.layer import check_job, jobs_bytes
+    from wrapkit.hw.array.jobs import check_job, jobs_bytes
     from wrapkit.hw.manifest import load_manifest, verilog_path
 
     check_simulator(sim)

@@ -6,7 +6,7 @@ The layer-array path of ``wrapkit cosim layer`` (the single-MAC path is
 :func:`cosim_array_layer` runs the integer engine (:mod:`wrapkit.ref.engine`) on the first
 test images up to integer layer N of an export, turns that layer (its weight codes, its
 fixed-point requantization constants, each image's input codes) into
-:class:`~wrapkit.hw.array.layer.LayerJob` s, one per image, runs them back to back on a
+:class:`~wrapkit.hw.array.jobs.LayerJob` s, one per image, runs them back to back on a
 :class:`~wrapkit.hw.array.top.LayerArray` in Icarus or Verilator (:mod:`.tb_array`) and
 compares what the array wrote with the engine, bit for bit:
 
@@ -17,7 +17,7 @@ compares what the array wrote with the engine, bit for bit:
 
 The array is either generated for the layer (``rows`` x ``cols`` PEs, the layer's bit widths,
 buffers just large enough; cached in the build folder) or an existing design given by its
-manifest, which must fit the layer (:func:`~wrapkit.hw.array.layer.check_job` names the
+manifest, which must fit the layer (:func:`~wrapkit.hw.array.jobs.check_job` names the
 parameter and the minimum when it does not).
 """
 
@@ -83,9 +83,9 @@ class ArrayLayerResult:
 
 
 def layer_shape(lay):
-    """The array's :class:`~wrapkit.hw.array.layer.LayerShape` of engine layer ``lay``
+    """The array's :class:`~wrapkit.hw.array.jobs.LayerShape` of engine layer ``lay``
     (UserError for a kind the array does not run)."""
-    from wrapkit.hw.array.layer import LayerShape
+    from wrapkit.hw.array.jobs import LayerShape
 
     spec = lay.spec
     if lay.kind == "conv2d":
@@ -106,7 +106,7 @@ def _nchw(codes):
 def layer_jobs(lay, codes):
     """One :class:`LayerJob` per image for integer layer ``lay`` of an engine, from the
     layer's input ``codes`` as :meth:`wrapkit.ref.engine.Engine.layer_input` returns them."""
-    from wrapkit.hw.array.layer import LayerJob
+    from wrapkit.hw.array.jobs import LayerJob
 
     shape = layer_shape(lay)
     requant = None
@@ -170,7 +170,7 @@ def cosim_array_layer(model, layer, *, images=1, sim="icarus", rows=8, cols=8, a
     say = progress or (lambda msg: None)
     from wrapkit.hw.array.config import ArrayConfig
     from wrapkit.hw.array.cycles import layer_cycles
-    from wrapkit.hw.array.layer import check_job
+    from wrapkit.hw.array.jobs import check_job
     from wrapkit.hw.manifest import load_manifest
 
     from .cosim_array import array_rtl, cosim_array

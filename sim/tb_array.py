@@ -11,7 +11,7 @@ reads the output buffer back and compares every output with the reference, bit f
 
 Everything about the design — port widths, the load codes, the read latency, the clock and
 reset — comes from the manifest (``WRAPKIT_TB_MANIFEST``); the layers come from a job file
-holding :func:`wrapkit.hw.array.layer.jobs_bytes` (``WRAPKIT_TB_JOBS``). The layers run
+holding :func:`wrapkit.hw.array.jobs.jobs_bytes` (``WRAPKIT_TB_JOBS``). The layers run
 back to back without a reset in between, so each one also checks that nothing of the
 previous layer leaks into it. Per layer the report holds the cycle counts (the ``cycles``
 port, the count from simulation time, the cycle model), the MAC utilisation, the mismatches
@@ -32,7 +32,7 @@ from cocotb.triggers import FallingEdge, RisingEdge, with_timeout
 
 from wrapkit.hw.array.config import ArrayConfig
 from wrapkit.hw.array.cycles import layer_cycles
-from wrapkit.hw.array.layer import (
+from wrapkit.hw.array.jobs import (
     check_job,
     load_jobs,
     load_program,

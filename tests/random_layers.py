@@ -8,7 +8,7 @@ an export's are.
 
 import numpy as np
 
-from wrapkit.hw.array.layer import LayerJob, reference_outputs
+from wrapkit.hw.array.jobs import LayerJob, reference_outputs
 from wrapkit.ref.datapath import encode_weights, operand_range, weight_range
 from wrapkit.ref.requant import fixed_point
 
@@ -16,7 +16,7 @@ __all__ = ["random_job"]
 
 
 def random_job(shape, mac, rng, *, out_bits=None, name="random", saturate=False):
-    """A :class:`~wrapkit.hw.array.layer.LayerJob` of ``shape`` with random data for the layer MAC ``mac``.
+    """A :class:`~wrapkit.hw.array.jobs.LayerJob` of ``shape`` with random data for the layer MAC ``mac``.
 
     Parameters
     ----------

@@ -18,7 +18,7 @@ from wrapkit.cli import main
 from wrapkit.hw.array.config import DESCRIPTOR, MULT_WIDTH, ArrayConfig, array_ports
 from wrapkit.hw.array.cycles import layer_cycles
 from wrapkit.hw.array.design import array_design, fold_zero_init
-from wrapkit.hw.array.layer import (
+from wrapkit.hw.array.jobs import (
     LayerJob,
     LayerShape,
     check_job,
@@ -470,7 +470,7 @@ def test_cli_rtl_array_errors(tmp_path, capsys, argv, message):
 
 
 def test_jobs_round_trip(tmp_path):
-    from wrapkit.hw.array.layer import load_jobs
+    from wrapkit.hw.array.jobs import load_jobs
     _, job = _job("uniform_narrower_layer")
     _, raw = _job("linear_raw")
     path = tmp_path / "jobs.npz"

@@ -14,7 +14,7 @@ import pytest
 
 from wrapkit.hw.array.config import ArrayConfig
 from wrapkit.hw.array.cycles import layer_cycles
-from wrapkit.hw.array.layer import LayerShape
+from wrapkit.hw.array.jobs import LayerShape
 from random_layers import random_job
 from wrapkit.ref.datapath import MacConfig
 from wrapkit.common.errors import UserError
@@ -69,7 +69,7 @@ def test_array_wrapnet_layers(sim):
     result = cosim_array(array_rtl(CFG_A), jobs, sim)
     _check(result, CFG_A, jobs)
     # The overflow layer really wraps the 8-bit accumulators.
-    from wrapkit.hw.array.layer import reference_outputs
+    from wrapkit.hw.array.jobs import reference_outputs
     z = reference_outputs(jobs[1])["z"]
     assert (np.abs(z) >= 128).mean() > 0.5
 

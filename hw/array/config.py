@@ -40,7 +40,7 @@ CYCLE_BITS = 32
 LOAD_TARGETS = {"act": 0, "weight": 1, "mult": 2, "bias": 3, "shift": 4, "desc": 5}
 
 #: The layer descriptor: register index -> (name, signed, meaning). The host driver
-#: (:func:`wrapkit.hw.array.layer.descriptor`) computes every value from the layer shape;
+#: (:func:`wrapkit.hw.array.jobs.descriptor`) computes every value from the layer shape;
 #: the hardware needs no multiplier or divider to sequence a layer.
 DESCRIPTOR = (
     ("fan_in", False, "K = in_channels * kernel^2: operands per dot product"),

@@ -84,7 +84,7 @@ def _interface(cfg):
         "output": {"depth": cfg.out_depth, "word_bits": cfg.out_word_bits,
                    "layout": "address o*OH*OW + y*OW + x: output (o, y, x); a code "
                              "(requant=1) or y as acc_bits two's complement (requant=0)"},
-        "driver": "wrapkit.hw.array.layer.load_program",
+        "driver": "wrapkit.hw.array.jobs.load_program",
     }
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 from amaranth.sim import Simulator
 
-from .layer import check_job, load_program, words_to_outputs
+from .jobs import check_job, load_program, words_to_outputs
 from .top import LayerArray
 
 __all__ = ["run_layers"]
