@@ -34,7 +34,7 @@ from wrapkit.cli import main as wrapkit_main
 from wrapkit.models import load_model, tracing
 from wrapkit.models.data import load_dataset
 from wrapkit.models.export import export_run
-from wrapkit.ref.datasets import load_images
+from wrapkit.common.datasets import load_images
 from wrapkit.ref.engine import Engine
 from wrapkit.common.files import atomic_write_json, atomic_write_text
 

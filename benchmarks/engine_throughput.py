@@ -44,7 +44,7 @@ from torch import nn
 
 from wrapkit.models import Accumulator, WeightQuant, build_model, load_model
 from wrapkit.models.export import export_run
-from wrapkit.ref.datasets import load_images
+from wrapkit.common.datasets import load_images
 from wrapkit.ref.engine import Engine
 from wrapkit.common.files import atomic_write_json, atomic_write_text
 

@@ -57,7 +57,7 @@ def data_digest(cfg):
     """The training/test data's identity: the Fashion-MNIST files' bytes, or sklearn's
     version for its bundled digits."""
     if cfg.dataset == "fashion-mnist":
-        from wrapkit.ref.datasets import DEFAULT_DATA_DIR
+        from wrapkit.common.datasets import DEFAULT_DATA_DIR
 
         folder = Path(cfg.data_dir or DEFAULT_DATA_DIR)
         files = sorted(folder.glob("*-ubyte.gz"))

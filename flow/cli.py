@@ -176,7 +176,7 @@ def _preflight(cfg):
     for sim in cfg.simulators:
         prepare_simulator(sim)
     if cfg.dataset == "fashion-mnist":
-        from wrapkit.ref.datasets import load_images
+        from wrapkit.common.datasets import load_images
         load_images(cfg.dataset, "test", cfg.data_dir)
 
 

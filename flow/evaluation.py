@@ -53,7 +53,7 @@ def stage_export(ctx):
     """Export both networks; the integer engine's accuracy and overflow on the test set,
     on plain ``acc_bits`` registers, and against accumulator width."""
     from wrapkit.models.export import export_run
-    from wrapkit.ref.datasets import load_images
+    from wrapkit.common.datasets import load_images
     from wrapkit.ref.variants import with_accumulator
 
     cfg = ctx.cfg

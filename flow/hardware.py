@@ -154,7 +154,7 @@ def stage_synth(ctx):
     """Area, cycle time and energy per inference of both datapaths from real operands."""
     from wrapkit.hw.synth.estimate import estimate_layers, write_layer_plot
     from wrapkit.hw.synth.network import network_activity
-    from wrapkit.ref.datasets import load_images
+    from wrapkit.common.datasets import load_images
 
     cfg = ctx.cfg
     rtl = ctx.results["rtl"]

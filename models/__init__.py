@@ -11,7 +11,7 @@ Pieces, one concept per module:
 * :mod:`.nets` — VGG-7-style and ResNet-20-style networks.
 * :mod:`.calibrate` — overflow measurement and step-size selection (§2.3.3).
 * :mod:`.regularizers` — R^o and the regularizer interface.
-* :mod:`.data` — training tensors, subsets and minibatches on top of :mod:`wrapkit.ref.datasets`.
+* :mod:`.data` — training tensors, subsets and minibatches on top of :mod:`wrapkit.common.datasets`.
 * :mod:`.train` — the pipeline and resumable runs; :mod:`.cli` — ``wrapkit train``.
 
 Importing this package imports torch; ``wrapkit.models.cli`` does not.

@@ -1,4 +1,4 @@
-"""Training data as torch tensors, on top of the one dataset reader (:mod:`wrapkit.ref.datasets`).
+"""Training data as torch tensors, on top of the one dataset reader (:mod:`wrapkit.common.datasets`).
 
 Pixels are scaled to [0, 1] and standardised with the training split's mean and standard
 deviation (computed, not hard-coded); they feed the full-precision first layer, so this
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from wrapkit.ref.datasets import DATASETS, check_fashion_mnist, load_images
+from wrapkit.common.datasets import DATASETS, check_fashion_mnist, load_images
 
 __all__ = ["DATASETS", "Dataset", "batches", "input_standardisation", "load_dataset"]
 

@@ -248,7 +248,7 @@ def export_run(run, out, *, dataset=None, data_dir=None):
     The dataset (for the input standardisation) defaults to the one the run trained on
     (``metrics.json``). The file is re-read and verified after writing.
     """
-    from wrapkit.ref.datasets import load_images
+    from wrapkit.common.datasets import load_images
     from wrapkit.ref.engine import Engine
     from wrapkit.ref.validate import validate
 

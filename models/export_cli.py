@@ -93,7 +93,7 @@ def _print_layers(engine):
 def _run_infer(args):
     import numpy as np
 
-    from wrapkit.ref.datasets import load_images
+    from wrapkit.common.datasets import load_images
     from wrapkit.ref.engine import Engine
     from wrapkit.common.files import atomic_write_json
     from wrapkit.ref.wkx import read_export

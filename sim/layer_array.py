@@ -175,7 +175,7 @@ def cosim_array_layer(model, layer, *, images=1, sim="icarus", rows=8, cols=8, a
 
     from .cosim_array import array_rtl, cosim_array
 
-    from wrapkit.ref.datasets import load_images
+    from wrapkit.common.datasets import load_images
     from wrapkit.ref.engine import Engine
     from wrapkit.ref.wkx import read_export
 

@@ -105,7 +105,7 @@ def layer_operands(model, layer, images=1, *, dataset=None, data_dir=None, max_o
     UserError
         Unreadable export, no such layer, a float layer, bad counts, missing dataset.
     """
-    from wrapkit.ref.datasets import load_images
+    from wrapkit.common.datasets import load_images
     from wrapkit.ref.engine import Engine
     from wrapkit.ref.streams import layer_stream
     from wrapkit.ref.wkx import read_export

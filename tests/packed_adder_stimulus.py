@@ -30,7 +30,7 @@ def real_layer_terms(n_images=2, data_dir=None, seed=0, act_bits=3, channels=8):
 
     One row per output neuron (output channel x position), in im2col order (channel, ky, kx).
     """
-    from wrapkit.ref.datasets import load_images
+    from wrapkit.common.datasets import load_images
 
     images = load_images("fashion-mnist", "test", data_dir).pixels
     x = images[:n_images].astype(np.float64) / 255.0

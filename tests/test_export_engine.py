@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from wrapkit.cli import main
 from wrapkit.ref.datapath import MacConfig, mac_stream
-from wrapkit.ref.datasets import load_images
+from wrapkit.common.datasets import load_images
 from wrapkit.ref.engine import Engine
 from wrapkit.ref.streams import layer_stream, stream_toggles
 from wrapkit.common.errors import UserError

@@ -109,7 +109,7 @@ def test_tiny_flow_fails_resumes_and_reuses(tmp_path, monkeypatch, capsys, cache
 
 
 def _check_summary(run, s):
-    from wrapkit.ref.datasets import load_images
+    from wrapkit.common.datasets import load_images
     from wrapkit.ref.engine import Engine
     from wrapkit.ref.wkx import read_export
 

@@ -27,7 +27,7 @@ def _one_thread():
 
 
 def _images(n=4, size=28):
-    from wrapkit.ref.datasets import DEFAULT_DATA_DIR, FASHION_MNIST_FILES, read_idx
+    from wrapkit.common.datasets import DEFAULT_DATA_DIR, FASHION_MNIST_FILES, read_idx
 
     img = read_idx(f"{DEFAULT_DATA_DIR}/{FASHION_MNIST_FILES['test'][0]}")[:n]
     lo = (28 - size) // 2  # a centre crop keeps the slow tests small

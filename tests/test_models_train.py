@@ -19,7 +19,7 @@ from wrapkit.models import (QuantLinear, TrainConfig, WeightQuant, integer_patch
                             load_model, plan, select_steps, tracing, train)
 from wrapkit.models.calibrate import overflow_rate
 from wrapkit.models.data import load_dataset
-from wrapkit.ref.datasets import FASHION_MNIST_FILES, read_idx
+from wrapkit.common.datasets import FASHION_MNIST_FILES, read_idx
 from wrapkit.common.errors import UserError
 
 # A WrapNet pipeline small enough for a few seconds: 6 epochs over 1438 8×8 digits. p = 2 %

@@ -164,7 +164,7 @@ def network_activity(exp, images, *, n_ops=1000, segments=DEFAULT_SEGMENTS, seed
     Parameters
     ----------
     exp : ExportFile
-    images : wrapkit.ref.datasets.Images
+    images : wrapkit.common.datasets.Images
         Real test images (their pixels feed the engine).
     n_ops : int
         Operations sampled per integer layer.
@@ -258,7 +258,7 @@ def estimate_export(model, *, images=16, dataset=None, data_dir=None, n_ops=1000
         ``images``, ``engine_accuracy`` (on those images), ``datapath_config`` /
         ``baseline_config`` and the engine's per-layer statistics merged into ``layers``.
     """
-    from wrapkit.ref.datasets import load_images
+    from wrapkit.common.datasets import load_images
     from wrapkit.ref.wkx import ExportFile, read_export
 
     from .estimate import estimate_layers
