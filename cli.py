@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "wrapkit.models.export_cli",  # export, infer
     "wrapkit.hw.synth.cli", # synth, estimate
     "wrapkit.sim.flow_cli", # flow (demo, its quick preset, is registered with cosim)
+    "wrapkit.formal.cli",   # prove
 )
 
 
