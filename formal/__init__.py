@@ -15,6 +15,7 @@ module                 role
 ``mac_proof``          BMC + k-induction of a MAC against its model (yosys-smtbmc, z3)
 ``models``             behavioural Verilog models written from the formulas
 ``model_check``        the models simulated against ``wrapkit.ref`` (Icarus)
+``mutants``            deliberately broken designs that a proof must reject
 ``results``            :class:`ProofResult`, counterexample traces and their printing
 ``vcd``                reading yosys-smtbmc's counterexample traces
 ``signals``            two's-complement reading of bit patterns

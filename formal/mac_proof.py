@@ -29,8 +29,8 @@ from pathlib import Path
 from wrapkit.common.errors import UserError
 from wrapkit.hw.manifest import mac_config, port
 
-from .models import CYCLIC_MODEL, MAC_MODEL, cyclic_model_verilog, cyclic_model_width, \
-    mac_model_verilog
+from .models import (CYCLIC_MODEL, MAC_MODEL, cyclic_model_verilog, cyclic_model_width,
+                     mac_model_verilog)
 from .results import Counterexample, ProofResult
 from .signals import as_signed
 from .tools import ToolTimeout, require_tools, run_tool

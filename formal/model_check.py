@@ -7,9 +7,8 @@ two together tie the RTL to the reference:
 * :func:`check_cyclic_model` — every input of widths up to :data:`EXHAUSTIVE_BITS` (beyond
   that, the boundary values around ``0``, ``±T`` and ``±2^(b-1)`` plus random ones) against
   :func:`wrapkit.ref.cyclic`;
-* :func:`check_mac_model` — a random operation stream with resets against
-  :class:`wrapkit.sim.mac_model.MacModel` (``ref.mac_stream`` streamed, with the reset
-  semantics of the manifest).
+* :func:`check_mac_model` — a random operation stream with clears and resets against
+  :func:`reference_stream` (``ref.mac_stream`` with the manifest's reset semantics).
 
 Each returns the number of values compared and raises :class:`ModelMismatch` on the first
 disagreement.
@@ -17,14 +16,14 @@ disagreement.
 
 import numpy as np
 
-from wrapkit.ref.datapath import MacConfig, cyclic, cyclic_threshold, operand_range, wrap
-from wrapkit.sim.mac_model import MacModel
+from wrapkit.ref.datapath import MacConfig, cyclic, cyclic_threshold, mac_stream, operand_range
 
-from .models import CYCLIC_MODEL, MAC_MODEL, cyclic_model_verilog, cyclic_model_width, \
-    mac_model_verilog
+from .models import (CYCLIC_MODEL, MAC_MODEL, cyclic_model_verilog, cyclic_model_width,
+                     mac_model_verilog)
 from .tools import require_tools, run_tool
 
-__all__ = ["EXHAUSTIVE_BITS", "ModelMismatch", "check_cyclic_model", "check_mac_model"]
+__all__ = ["EXHAUSTIVE_BITS", "ModelMismatch", "check_cyclic_model", "check_mac_model",
+           "reference_stream"]
 
 #: Widest cyclic model simulated on every input (2^16 values take well under a second).
 EXHAUSTIVE_BITS = 16
@@ -127,8 +126,34 @@ def _random_stream(cfg, n_ops, rng):
     return a, w, en, clr, rst
 
 
+def reference_stream(cfg, latency, a, w, en, clr, rst):
+    """``(acc, out)`` after each operation, from ``wrapkit.ref.mac_stream``, with resets.
+
+    A synchronous reset clears every register on the clock edge it is sampled at: the
+    operation presented with ``rst`` high and the ``latency - 1`` operations still in flight
+    never reach the accumulator, which is 0 afterwards. That is exactly what operations with
+    ``clr = 1, en = 0`` in their place produce, so they are rewritten that way (for latency 2
+    this is the rule of ``wrapkit.sim.mac_model.MacModel``).
+
+    Parameters
+    ----------
+    cfg : MacConfig
+    latency : int, >= 1
+    a, w, en, clr, rst : 1-D integer arrays of equal length
+        One operation per cycle (``w`` as weight codes).
+    """
+    en = np.array(en, dtype=np.int64)
+    clr = np.array(clr, dtype=np.int64)
+    killed = np.zeros(len(en), dtype=bool)
+    for i in np.flatnonzero(np.asarray(rst)):
+        killed[max(0, i - latency + 1):i + 1] = True
+    en[killed] = 0
+    clr[killed] = 1
+    return mac_stream(a, w, en, clr, cfg)
+
+
 def check_mac_model(cfg, latency, workdir, *, n_ops=2000, seed=0):
-    """Simulate the MAC model on a random stream (with clears and resets) against ``MacModel``.
+    """Simulate the MAC model on a random stream (with clears and resets) against the reference.
 
     Parameters
     ----------
@@ -189,10 +214,8 @@ endmodule
     rows = _simulate(workdir, sources, testbench, _hex(packed, bits))
     # Row c shows the registers after c clock edges: operation i is there from row i + latency.
     got = np.array([[int(v) for v in r] for r in rows], dtype=np.int64)
-    reference = MacModel(cfg)
-    for op in zip(a, w, en, clr, rst):
-        reference.push(*op)
-    want_acc, want_out = reference.expected(np.arange(n_ops), final=True)
+    want_acc, want_out = reference_stream(cfg, latency, a[:n_ops], w[:n_ops], en[:n_ops],
+                                          clr[:n_ops], rst[:n_ops])
     if got.shape[0] != total:
         raise ModelMismatch(f"MAC model {cfg.name}: {got.shape[0]} output rows for "
                             f"{total} cycles")

@@ -93,14 +93,13 @@ def _weight_value_verilog(cfg, code, width):
     if cfg.weight_kind == "uniform":
         return [f"  wire signed [{width - 1}:0] w_val = $signed({code});"]
     # Binary and ternary codes: the table is the reference's own decoding of every code.
+    # A continuous assignment (not an always block) so simulators evaluate it at time 0.
     codes = list(range(1 << cfg.weight_code_bits))
     values = decode_weights(codes, cfg.weight_kind, cfg.weight_bits).tolist()
-    lines = [f"  reg signed [{width - 1}:0] w_val;", "  always @* begin",
-             f"    case ({code})"]
-    for c, v in zip(codes, values):
-        lines.append(f"      {cfg.weight_code_bits}'d{c}: w_val = {_sd(width, v)};")
-    lines += [f"      default: w_val = {_sd(width, 0)};", "    endcase", "  end"]
-    return lines
+    choice = _sd(width, values[-1])
+    for c, v in reversed(list(zip(codes[:-1], values[:-1]))):
+        choice = f"({code} == {cfg.weight_code_bits}'d{c}) ? {_sd(width, v)} : {choice}"
+    return [f"  wire signed [{width - 1}:0] w_val = {choice};"]
 
 
 def mac_model_verilog(cfg, latency, name=MAC_MODEL, cyclic_name=CYCLIC_MODEL):
