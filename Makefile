@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages and the file each one provides, checked before installing anything.
-APT_PKGS := iverilog yosys opensta qflow-tech-osu018 dataset-fashion-mnist
+APT_PKGS := iverilog yosys z3 opensta qflow-tech-osu018 dataset-fashion-mnist
 OSU018 := /usr/share/qflow/tech/osu018/osu018_stdcells.lib
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 PYTEST_ARGS ?=
@@ -28,7 +28,7 @@ help:
 
 system-tools:
 	@if command -v iverilog >/dev/null && command -v yosys >/dev/null && command -v sta >/dev/null \
-	    && [ -f $(OSU018) ] && [ -f $(FMNIST) ]; then \
+	    && command -v z3 >/dev/null && [ -f $(OSU018) ] && [ -f $(FMNIST) ]; then \
 	  echo "setup: system tools present"; \
 	else \
 	  echo "setup: installing $(APT_PKGS) with apt-get"; \

@@ -12,6 +12,7 @@ import sys
 from wrapkit import __version__
 from wrapkit.common.errors import UserError
 from wrapkit.flow.cli import register_demo, register_flow
+from wrapkit.formal.cli import register_prove
 from wrapkit.hw.cli import register_rtl
 from wrapkit.hw.synth.cli import register_synth
 from wrapkit.hw.synth.estimate_cli import register_estimate
@@ -30,6 +31,7 @@ _REGISTRATIONS = (
     register_infer,      # wrapkit infer
     register_synth,      # wrapkit synth
     register_estimate,   # wrapkit estimate
+    register_prove,      # wrapkit prove
     register_flow,       # wrapkit flow
     register_demo,       # wrapkit demo (the flow's quick preset)
 )
