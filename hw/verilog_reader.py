@@ -7,6 +7,7 @@ module wraps it so that it
 
 * writes nothing into the working folder (pyverilog puts its preprocessor output and parser
   tables into the current directory by default) and prints nothing;
+* blanks out attributes (``(* full_case *)``), which its grammar rejects inside statements;
 * drops the initial values of ``reg x = 0;`` declarations, which pyverilog's dataflow would
   otherwise take as the only driver of ``x`` (losing the clocked assignment: Amaranth writes
   every register that way);
@@ -132,12 +133,22 @@ def _preprocess(files, tmp):
     return out.read_text(encoding="utf-8", errors="replace")
 
 
+# Verilog attributes, ``(* full_case *)``: hints to tools that pyverilog's grammar rejects inside
+# statements. ``@(*)`` is not one.
+_ATTRIBUTE = re.compile(r"\(\*(?!\))[\s\S]*?\*\)")
+
+
+def _blank(match):
+    """Spaces for an attribute, newlines kept, so parse errors still name the right line."""
+    return re.sub(r"[^\n]", " ", match.group(0))
+
+
 def _parse(files):
     """(AST, preprocessed text) of ``files``, parser tables and scratch files in a temp dir."""
     from pyverilog.vparser.parser import ParseError, VerilogParser
 
     with tempfile.TemporaryDirectory(prefix="wrapkit-pyverilog-") as tmp:
-        text = _preprocess(files, tmp)
+        text = _ATTRIBUTE.sub(_blank, _preprocess(files, tmp))
         sink = io.StringIO()
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             parser = VerilogParser(outputdir=tmp, debug=False)
