@@ -16,6 +16,7 @@ module wraps it so that it
 """
 
 import contextlib
+import functools
 import io
 import re
 import tempfile
@@ -26,10 +27,11 @@ from wrapkit.common.errors import UserError
 
 __all__ = ["Dataflow", "Port", "VerilogDesign", "read_dataflow", "read_design"]
 
-# SystemVerilog and tool-specific words that pyverilog's Verilog-2005 grammar rejects with an
-# unhelpful "syntax error"; naming them gives the user something to fix.
-_UNSUPPORTED = ("always_ff", "always_comb", "always_latch", "logic", "interface", "modport",
-                "typedef", "struct", "package", "import", "generate", "function", "task")
+# SystemVerilog keywords: pyverilog accepts some of them, but the flows' Icarus and Yosys read
+# Verilog-2005, so the import refuses them up front, by name.
+_SYSTEMVERILOG = ("always_ff", "always_comb", "always_latch", "logic", "interface", "modport",
+                  "typedef", "struct", "package", "unique", "priority")
+_COMMENTS = re.compile(r"//[^\n]*|/\*[\s\S]*?\*/|\"(?:\\.|[^\"\\])*\"")
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,13 @@ def _check_files(paths):
         if not path.is_file():
             raise UserError(f"Verilog file {path} not found; give the path of your design")
         text = path.read_text(encoding="utf-8", errors="replace")
+        code = _COMMENTS.sub(" ", text)
+        for word in _SYSTEMVERILOG:
+            m = re.search(rf"\b{word}\b", code)
+            if m:
+                line = code[:m.start()].count("\n") + 1
+                raise UserError(f"{path.name}:{line}: unsupported construct {word!r} "
+                                f"(SystemVerilog); the import and the flows read Verilog-2005")
         if re.search(r"^\s*`include\b", text, re.M):
             raise UserError(f"{path} uses `include, which the import does not follow; list "
                             f"every file of the design on the command line instead")
@@ -145,18 +154,34 @@ def _blank(match):
 
 def _parse(files):
     """(AST, preprocessed text) of ``files``, parser tables and scratch files in a temp dir."""
-    from pyverilog.vparser.parser import ParseError, VerilogParser
+    from pyverilog.vparser.lexer import VerilogLexer
+    from pyverilog.vparser.parser import ParseError
 
     with tempfile.TemporaryDirectory(prefix="wrapkit-pyverilog-") as tmp:
         text = _ATTRIBUTE.sub(_blank, _preprocess(files, tmp))
-        sink = io.StringIO()
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            parser = VerilogParser(outputdir=tmp, debug=False)
-            try:
-                ast = parser.parse(text, debug=0)
-            except ParseError as exc:
-                raise UserError(_parse_problem(files, text, str(exc))) from None
+    parser = _parser()
+    # A fresh lexer per file: PLY's lexer keeps its line count between inputs.
+    parser.lexer = VerilogLexer(error_func=parser._lexer_error_func)
+    parser.lexer.build()
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        try:
+            ast = parser.parse(text, debug=0)
+        except ParseError as exc:
+            raise UserError(_parse_problem(files, text, str(exc))) from None
     return ast, text
+
+
+@functools.lru_cache(maxsize=1)
+def _parser():
+    """One pyverilog parser per process: building its LALR tables takes a second or two, and
+    PLY would write them into the working folder if not given another."""
+    from pyverilog.vparser.parser import VerilogParser
+
+    sink = io.StringIO()
+    with tempfile.TemporaryDirectory(prefix="wrapkit-pyverilog-") as tmp, \
+            contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        return VerilogParser(outputdir=tmp, debug=False)
 
 
 def _parse_problem(files, text, message):
@@ -164,10 +189,6 @@ def _parse_problem(files, text, message):
     m = re.search(r"line:(\d+)", message)
     line = text.splitlines()[int(m.group(1)) - 1].strip() if m and int(m.group(1)) <= len(
         text.splitlines()) else ""
-    for word in _UNSUPPORTED:
-        if re.search(rf"\b{word}\b", line):
-            return (f"{names}: unsupported construct {word!r} in {line!r}; the import reads "
-                    f"Verilog-2005 (no SystemVerilog, no generate/function/task)")
     where = f" near {line!r}" if line else ""
     return (f"{names}: unsupported construct or syntax error{where} (pyverilog: {message}); "
             f"the import reads plain Verilog-2005")
