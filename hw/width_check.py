@@ -12,9 +12,12 @@ wasted area, so this check reads the design's flattened dataflow (pyverilog, via
 2. walks the accumulator's input cone backwards through combinational logic, tracking how
    many low bits of each signal the register can actually see (a sum written into a 33-bit
    wire and then sliced ``[31:0]`` keeps 32 bits; low bits of a sum or product depend only
-   on low bits of the operands; mux conditions are control, not data);
+   on low bits of the operands) -- except where a condition (a mux select, a comparison)
+   reads a signal: that reads every bit, so an adder whose carry decides a saturation keeps
+   it;
 3. passes when the register is exactly ``acc_bits`` wide, every adder on its feedback loop
-   keeps exactly ``acc_bits`` bits, and no register in its cone is wider than ``acc_bits``.
+   keeps exactly ``acc_bits`` bits, and no register whose value (not just a condition on it)
+   reaches the accumulator is wider than ``acc_bits``.
 
 An adder's *kept* width is what matters, not the width Verilog declares for its result:
 Amaranth writes every sum one bit wider than its operands and slices the carry off, which
@@ -40,27 +43,45 @@ _MULTIPLIES = {"Times", "Uminus"}
 
 @dataclass
 class _Cone:
-    """What a backward walk found: registers reached (name -> bits used), adders
-    ``(owner, op, declared, kept, registers their operands reach)``, combinational signals
-    ``(name, width, bits used)`` in visiting order, and whether a multiplication is in it."""
+    """What a backward walk found.
+
+    ``registers``: registers reached as data (name -> bits used); ``control_registers``:
+    registers reached only through conditions; ``adders``: (owner, op) -> [declared width,
+    bits kept, registers its operands reach, whether a condition reads it]; ``signals``:
+    combinational signals ``(name, width, bits used)`` in visiting order; ``multiplies``:
+    a multiplication is in the cone.
+    """
 
     registers: dict = field(default_factory=dict)
-    adders: list = field(default_factory=list)
+    control_registers: dict = field(default_factory=dict)
+    adders: dict = field(default_factory=dict)
     signals: list = field(default_factory=list)
     multiplies: bool = False
 
     def merge(self, other):
-        for name, need in other.registers.items():
-            self.registers[name] = max(need, self.registers.get(name, 0))
-        self.adders += [a for a in other.adders if a not in self.adders]
-        self.signals += [s for s in other.signals if s not in self.signals]
+        for mine, theirs in ((self.registers, other.registers),
+                             (self.control_registers, other.control_registers)):
+            for name, need in theirs.items():
+                mine[name] = max(need, mine.get(name, 0))
+        for key, (declared, kept, regs, compared) in other.adders.items():
+            if key in self.adders:
+                old = self.adders[key]
+                self.adders[key] = [declared, max(kept, old[1]), regs | old[2],
+                                    compared or old[3]]
+            else:
+                self.adders[key] = [declared, kept, regs, compared]
+        seen = set(self.signals)
+        self.signals += [s for s in other.signals if s not in seen]
         self.multiplies |= other.multiplies
+
+    def reached(self):
+        return frozenset(self.registers) | frozenset(self.control_registers)
 
 
 @dataclass
 class Accumulator:
     """One accumulator register and its path: ``adders`` on the feedback loop
-    ``(owner, op, declared, kept)``, registers ``feeding`` it ``(name, width, bits used)``,
+    ``(owner, op, declared, kept, read by a condition)``, registers ``feeding`` it ``(name, width, bits used)``,
     the combinational ``signals`` between, and the ``problems`` found."""
 
     register: str
@@ -95,7 +116,7 @@ class WidthReport:
     def path_widths(self):
         """Sorted distinct widths of the accumulators and the adders on their loops."""
         return sorted({a.width for a in self.accumulators}
-                      | {k for a in self.accumulators for *_, k in a.adders})
+                      | {kept for a in self.accumulators for _, _, _, kept, _ in a.adders})
 
     def to_dict(self):
         return {"design": self.design, "acc_bits": self.acc_bits, "ok": self.ok,
@@ -110,7 +131,7 @@ class WidthReport:
             if i == 0:
                 lines += _path_lines(acc, short)
             else:
-                kept = ", ".join(f"{op}{k}" for _, op, _, k in acc.adders)
+                kept = ", ".join(f"{op}{k}" for _, op, _, k, _ in acc.adders)
                 lines.append(f"accumulator {short(acc.register)}: register {acc.width} bits, "
                              f"loop adders {kept or 'none'}"
                              + ("" if acc.ok else " -- " + "; ".join(acc.problems)))
@@ -135,9 +156,10 @@ class _Shortener:
 
 def _path_lines(acc, short):
     lines = [f"accumulator {short(acc.register)}: register {acc.width} bits"]
-    for owner, op, declared, kept in acc.adders:
+    for owner, op, declared, kept, compared in acc.adders:
+        read = "; a condition reads all of them" if compared else ""
         lines.append(f"  adder     {short(owner)} ({op}): {declared} bits declared, {kept} kept "
-                     f"(on the feedback loop)")
+                     f"(on the feedback loop{read})")
     for name, width, need in acc.signals:
         lines.append(f"  wire      {short(name)}: {width} bits, {need} used")
     for name, width, need in acc.feeding:
@@ -163,6 +185,23 @@ class _Walker:
     def __init__(self, df):
         self.df = df
         self.memo = {}
+        self.values = {}
+
+    def value(self, node):
+        """A canonical text of what ``node`` computes: branches with equal sides collapse."""
+        from pyverilog.dataflow import dataflow as d
+
+        if node is None:
+            return ""
+        key = id(node)
+        if key not in self.values:
+            if isinstance(node, d.DFBranch):
+                t, f = self.value(node.truenode), self.value(node.falsenode)
+                text = t if t == f else f"(? {node.condnode.tostr()} {t} {f})"
+            else:
+                text = node.tostr()
+            self.values[key] = (node, text)    # the node is kept so its id stays unique
+        return self.values[key][1]
 
     def width_of(self, node):
         from pyverilog.dataflow import dataflow as d
@@ -187,20 +226,22 @@ class _Walker:
             return max(self.width_of(n) for n in node.nextnodes)
         return 1
 
-    def signal(self, name, need):
-        """The cone of signal ``name`` of which ``need`` low bits are used."""
+    def signal(self, name, need, control=False):
+        """The cone of signal ``name`` of which ``need`` low bits are used (all of them when
+        a condition reads it: ``control``)."""
         width = self.df.widths.get(name)
         need = min(need, width) if width else need
         if name in self.df.registers:
-            return _Cone(registers={name: need})
-        key = (name, need)
+            return (_Cone(control_registers={name: need}) if control
+                    else _Cone(registers={name: need}))
+        key = (name, need, control)
         if key in self.memo:
             return self.memo[key]
         self.memo[key] = _Cone()          # a combinational loop ends here
         cone = _Cone()
         for bind in self.df.drivers.get(name, ()):
-            cone.merge(self.tree(bind.tree, need, name, width or need))
-        if name not in self.df.inputs and self.df.drivers.get(name):
+            cone.merge(self.tree(bind.tree, need, name, width or need, control))
+        if name not in self.df.inputs and self.df.drivers.get(name) and not control:
             cone.signals.insert(0, (name, width, need))
         self.memo[key] = cone
         return cone
@@ -214,26 +255,35 @@ class _Walker:
                 cone.merge(self.tree(bind.tree, width, name, width))
         return cone
 
-    def tree(self, node, need, owner, declared):
+    def condition(self, node):
+        """A condition reads every bit of what it compares."""
+        return self.tree(node, self.width_of(node), "", self.width_of(node), True)
+
+    def tree(self, node, need, owner, declared, control=False):
         from pyverilog.dataflow import dataflow as d
 
         if need <= 0 or node is None:
             return _Cone()
         if isinstance(node, d.DFTerminal):
-            return self.signal(str(node.name), need)
+            return self.signal(str(node.name), need, control)
         if isinstance(node, d.DFPartselect):
             lsb, msb = _const(node.lsb), _const(node.msb)
             if lsb is None or msb is None:
-                return self.tree(node.var, self.width_of(node.var), owner, declared)
-            return self.tree(node.var, lsb + min(need, msb - lsb + 1), owner, declared)
+                return self.tree(node.var, self.width_of(node.var), owner, declared, control)
+            return self.tree(node.var, lsb + min(need, msb - lsb + 1), owner, declared, control)
         if isinstance(node, d.DFPointer):
             ptr = _const(node.ptr)
             return self.tree(node.var, (ptr + 1) if ptr is not None
-                             else self.width_of(node.var), owner, declared)
+                             else self.width_of(node.var), owner, declared, control)
         if isinstance(node, d.DFBranch):
-            cone = _Cone()
+            if self.value(node.truenode) == self.value(node.falsenode):
+                # pyverilog copies an always block's later if-conditions into the trees of
+                # registers assigned before them, with the same value on both sides.
+                return self.tree(node.truenode, need, owner, declared, control)
+            cone = _Cone()                    # never merge into a memoized cone
+            cone.merge(self.condition(node.condnode))
             for branch in (node.truenode, node.falsenode):
-                cone.merge(self.tree(branch, need, owner, declared))
+                cone.merge(self.tree(branch, need, owner, declared, control))
             return cone
         if isinstance(node, d.DFConcat):
             cone = _Cone()
@@ -242,28 +292,36 @@ class _Walker:
                 part_width = self.width_of(part)
                 if offset < need:
                     cone.merge(self.tree(part, min(part_width, need - offset), owner,
-                                         declared))
+                                         declared, control))
                 offset += part_width
             return cone
         if isinstance(node, d.DFOperator):
             op = node.operator
             if op in _LOW_BITS:
-                cone = _Cone(multiplies=op in _MULTIPLIES)
+                # A product that only steers a condition does not make an accumulator.
+                cone = _Cone(multiplies=op in _MULTIPLIES and not control)
                 for operand in node.nextnodes:
-                    cone.merge(self.tree(operand, need, owner, declared))
+                    cone.merge(self.tree(operand, need, owner, declared, control))
                 if op in _ADDERS:
-                    cone.adders.insert(0, (owner, _ADDERS[op], declared, min(need, declared),
-                                           frozenset(cone.registers)))
+                    key = (owner or "(condition)", _ADDERS[op])
+                    new = _Cone(adders={key: [declared, min(need, declared), cone.reached(),
+                                              control]})
+                    new.merge(cone)
+                    return new
                 return cone
             if op in _SHIFT_LEFT and len(node.nextnodes) == 2:
                 amount = _const(node.nextnodes[1])
                 if amount is not None:
-                    return self.tree(node.nextnodes[0], need - amount, owner, declared)
-            return _Cone()                    # comparisons, reductions ...: control
+                    return self.tree(node.nextnodes[0], need - amount, owner, declared,
+                                     control)
+            cone = _Cone()                    # comparisons, reductions ...: read every bit
+            for operand in node.nextnodes:
+                cone.merge(self.condition(operand))
+            return cone
         if isinstance(node, d.DFSyscall):     # $signed / $unsigned
             cone = _Cone()
             for operand in node.nextnodes:
-                cone.merge(self.tree(operand, need, owner, declared))
+                cone.merge(self.tree(operand, need, owner, declared, control))
             return cone
         return _Cone()                        # constants
 
@@ -302,7 +360,9 @@ def check_dataflow(df, acc_bits, *, source=""):
 
     accumulators = []
     for reg, cone in cones.items():
-        loop = [a for a in cone.adders if reg in a[4]]
+        loop = [(owner, op, declared, kept, compared)
+                for (owner, op), (declared, kept, regs, compared) in cone.adders.items()
+                if reg in regs]
         if not loop or not multiplied(reg):
             continue
         width = df.widths[reg]
@@ -310,11 +370,12 @@ def check_dataflow(df, acc_bits, *, source=""):
         if width != acc_bits:
             problems.append(f"accumulator register {reg} is {width} bits, not {acc_bits}")
         adders = []
-        for owner, op, declared, kept, _ in loop:
-            adders.append((owner, op, declared, kept))
+        for owner, op, declared, kept, compared in loop:
+            adders.append((owner, op, declared, kept, compared))
             if kept != acc_bits:
-                problems.append(f"adder {owner} ({op}) on the loop of {reg} keeps {kept} bits, "
-                                f"not {acc_bits}")
+                why = " (a condition reads all of them)" if compared else ""
+                problems.append(f"adder {owner} ({op}) on the loop of {reg} keeps {kept} bits"
+                                f"{why}, not {acc_bits}")
         feeding = [(name, df.widths.get(name, need), need)
                    for name, need in sorted(cone.registers.items())]
         for name, reg_width, _ in feeding:

@@ -160,24 +160,35 @@ def test_width_check_fails_on_a_wider_feeding_register(tmp_path):
 
 
 def test_width_check_on_imported_examples(imported):
-    for name, bits in (("handmade_mac_wrapkit", 32), ("saturating_mac_wrapkit", 8)):
-        report = check_file(imported / f"{name}.v")
-        assert report.ok, report.text()
-        assert report.path_widths == [bits]
+    report = check_file(imported / "handmade_mac_wrapkit.v")
+    assert report.ok, report.text()
+    assert report.path_widths == [32]
+    assert report.accumulators[0].register == "handmade_mac_wrapkit.core.sum"
+    # Saturation needs the adder's carry: structurally a 9-bit adder, and the check says so.
+    report = check_file(imported / "saturating_mac_wrapkit.v")
+    assert not report.ok
+    assert [a.register for a in report.accumulators] == ["saturating_mac_wrapkit.core.acc_out"]
+    assert report.accumulators[0].problems == [
+        "adder saturating_mac_wrapkit.core.wide (+) on the loop of "
+        "saturating_mac_wrapkit.core.acc_out keeps 9 bits (a condition reads all of them), "
+        "not 8"]
 
 
-def test_width_check_on_a_layer_array(tmp_path):
+@pytest.mark.parametrize("config", ["8x8_acc8_k2", "3x1_acc8_k4"])
+def test_width_check_on_a_layer_array(tmp_path, config):
+    """Exactly the PE accumulators are found (the controller's counters and address adders
+    are not multiply-accumulate loops), binary weights' negation counting as a product."""
     from wrapkit.hw.array.config import ArrayConfig
-    from wrapkit.hw.verilog import write_designs
     from wrapkit.hw.array.design import array_design
+    from wrapkit.hw.verilog import write_designs
 
-    cfg = ArrayConfig(rows=2, cols=2, mac=PAPER_MACS["8x8_acc8_k2"], out_bits=8, act_depth=64,
+    cfg = ArrayConfig(rows=2, cols=2, mac=PAPER_MACS[config], out_bits=8, act_depth=64,
                       weight_depth=64, out_depth=64, max_channels=4)
     vpath, _ = write_designs([array_design(cfg)], tmp_path)
     report = check_file(vpath)
     assert report.ok, report.text()
-    assert sorted(a.register.split(".", 2)[2] for a in report.accumulators) == [
-        f"pe_{r}_{c}.accum.acc" for r in range(2) for c in range(2)]
+    assert sorted(a.register.split(".", 1)[1] for a in report.accumulators) == [
+        f"grid.pe_{r}_{c}.accum.acc" for r in range(2) for c in range(2)]
     assert report.path_widths == [8]
 
 
