@@ -142,6 +142,9 @@ def derive_port_map(design, given, cfg):
         if name not in names:
             raise FlagError("--map", f"{role}={name}: {design.top} has no port {name!r} "
                                      f"(its ports: {listing})")
+        twice = [r for r, n in mapping.items() if n == name]
+        if twice:
+            raise FlagError("--map", f"gives port {name!r} two roles ({twice[0]} and {role})")
         mapping[role] = name
     taken = set(mapping.values())
     for role in needed:

@@ -254,6 +254,8 @@ def test_import_unknown_top_and_bad_map(tmp_path, capsys):
     assert "--top 'nope' is not a module of handmade_mac.v (it defines handmade_mac)" in err
     err = _refused(tmp_path, capsys, HANDMADE + ["--map", "bogus=x_in"])
     assert "--map role 'bogus' is not one of" in err
+    err = _refused(tmp_path, capsys, HANDMADE + ["--map", "en=valid,clr=valid"])
+    assert "--map gives port 'valid' two roles (en and clr)" in err
 
 
 def test_import_with_explicit_map_and_latency_writes_nothing_in_cwd(tmp_path, monkeypatch):
@@ -272,3 +274,30 @@ def test_check_needs_acc_bits_without_a_manifest(tmp_path, capsys):
     path.write_text((ROOT / "rtl" / "mac_a8s_wu8_acc8_k2.v").read_text())
     assert main(["rtl", "check", str(path)]) == 2
     assert "--acc-bits is needed" in capsys.readouterr().err
+
+
+def test_imported_design_synthesizes_as_one_group(imported, cache_dir):
+    """`wrapkit synth` reads the imported manifest unchanged; the whole design is the
+    'imported' area group and the report shows it as a column."""
+    from wrapkit.hw.synth.evaluate import synthesize_design
+    from wrapkit.hw.synth.report import design_markdown
+
+    flow = synthesize_design(imported / "handmade_mac_wrapkit.json")
+    groups = flow.result["area"]["groups"]
+    assert set(groups) == {"imported", "auxiliary"}
+    assert groups["imported"] > 0.99 * flow.result["area"]["total"]
+    assert flow.result["area"]["registers"] == 50          # 16 product + 2 control + 32 sum
+    report = {"design": "handmade_mac_wrapkit", "liberty": "osu018_stdcells.lib",
+              "goal": "delay", "registers": 50, "cycle_time_ns": 3.0, "throughput_gops": 0.67,
+              "critical_path": {"start": "a", "end": "b"},
+              "area_um2": {**groups, "total": sum(groups.values())},
+              "area_efficiency_um2_per_gops": {**groups, "total": sum(groups.values())}}
+    block = {"energy_fj_per_op": {"auxiliary": 1.0, "imported": 3.0, "total": 4.0},
+             "power_mw": {"total": 1.0}}
+    report["energy"] = {"stimulus_based": block, "glitch_free": block,
+                        "default_activity_0.1": block, "stimulus": "random", "ops": 10,
+                        "simulation": "Icarus", "simulated_period_ns": 4.0, "check": "ok",
+                        "glitch_share_of_toggles": 0.1}
+    md = design_markdown(report)
+    assert "| Auxiliary | Imported | Total |" in md
+    assert "| Energy, stimulus (fJ/op) | - | - | - | 1 (25%) | 3 (75%) | 4 |" in md
