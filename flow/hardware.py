@@ -50,6 +50,7 @@ def stage_rtl(ctx):
     """The MAC Verilog and manifests of both datapaths and of each cosimulated layer."""
     from wrapkit.hw.verilog import mac_design, write_designs
     from wrapkit.hw.synth.network import baseline_config, datapath_config
+    from wrapkit.hw.width_check import check_file
     from wrapkit.ref.engine import Engine
 
     cfg = ctx.cfg
@@ -78,10 +79,13 @@ def stage_rtl(ctx):
     write_designs(designs, out)
     rows = []
     for d in designs:
+        # The structural check: the accumulator and its adders are as narrow as the config.
+        check = check_file(out / d.files[0], manifest=out / d.files[1])
         rows.append({"name": d.name, "roles": roles[d.name], "config": d.manifest["config"],
                      "verilog": f"rtl/{d.files[0]}", "manifest": f"rtl/{d.files[1]}",
                      "verilog_sha256": d.manifest["verilog_sha256"],
-                     "verilog_lines": d.verilog.count("\n")})
+                     "verilog_lines": d.verilog.count("\n"),
+                     "accumulation_path": check.to_dict()})
     return {"datapath_8": dp8.name, "datapath_32": dp32.name, "act_bits": width,
             "designs": rows}
 

@@ -149,6 +149,16 @@ def _pct(x, digits=2):
     return "-" if x is None else f"{100 * x:.{digits}f} %"
 
 
+def _accumulation_path(design):
+    """The checked accumulator and adder width of one design, e.g. "8 bits, checked"."""
+    check = design.get("accumulation_path")
+    if check is None:
+        return "not checked"
+    widths = "/".join(str(w) for w in check["path_widths"]) or "-"
+    return (f"{widths} bits, checked" if check["ok"]
+            else f"**{widths} bits, expected {check['acc_bits']}: check failed**")
+
+
 def _blocks(summary, plots):
     cfg = summary["config"]
     eng = summary["engine"]
@@ -235,9 +245,11 @@ def _blocks(summary, plots):
         ("fig",) + plots["accuracy"],
         ("fig",) + plots["overflow"],
         ("h2", "3. RTL"),
-        ("table", ["design", "used as", "Verilog", "lines", "sha256"],
+        ("table", ["design", "used as", "Verilog", "lines", "sha256",
+                   "accumulation path (`wrapkit rtl check`)"],
          [[f"`{d['name']}`", "; ".join(d["roles"]), f"`{d['verilog']}`", str(d["verilog_lines"]),
-           f"`{d['verilog_sha256'][:16]}`"] for d in summary["rtl"]["designs"]], "lllrl"),
+           f"`{d['verilog_sha256'][:16]}`", _accumulation_path(d)]
+          for d in summary["rtl"]["designs"]], "lllrll"),
         ("h2", "4. Cosimulation (real operands, preloaded path)"),
         ("table", ["network", "layer", "design", "simulator", "operations checked",
                    "mismatches", "dot products vs engine", "ops/s"],

@@ -9,6 +9,8 @@
     wrapkit rtl paper --out rtl          # the paper's six MAC designs
     wrapkit rtl packed-adder --lane-bits 8 --word-bits 32 --out rtl
     wrapkit rtl array --rows 8 --cols 8 ...   # a whole-layer datapath (hw/array/cli.py)
+    wrapkit rtl import my_mac.v --top my_mac --config 8x8_acc32 --out build/byo
+    wrapkit rtl check rtl/mac_a8s_wu8_acc8_k2.v   # accumulation-path widths (hw/width_check.py)
 
 Amaranth is imported only when a subcommand runs.
 """
@@ -79,6 +81,70 @@ def _run_packed_adder(args):
     return write_and_list([design], args.out)
 
 
+def _run_import(args):
+    cfg = mac_config_from_flags(args)
+    from .imported import import_design, parse_port_map
+
+    result = import_design(args.verilog, args.top, cfg, args.out, name=args.name,
+                           port_map=parse_port_map(args.map), latency=args.latency,
+                           reset_active=args.reset_active)
+    print(result.verilog)
+    print(result.manifest)
+    mapping = ", ".join(f"{role}={port}" for role, port in result.port_map.items())
+    print(f"ports: {mapping} (reset active {result.reset_active}); latency "
+          f"{result.latency} ({'measured by the Icarus probe' if result.latency_source == 'probe' else 'from --latency'})")
+    return 0
+
+
+def _add_import_parser(sub):
+    imp = sub.add_parser(
+        "import", help="wrap a hand-written MAC so cosim and synth read it (docs/byo-rtl.md)",
+        description="Read your own Verilog MAC with pyverilog, map its ports to wrapkit's MAC "
+                    "roles (clk rst a w en clr acc [y]), check their widths against the MAC "
+                    "flags, measure its latency with an Icarus probe, and write <name>.v (your "
+                    "files unchanged + a wrapper) and <name>.json (a 'mac' manifest).")
+    imp.add_argument("verilog", nargs="+", metavar="FILE.v", help="the design's Verilog files")
+    imp.add_argument("--top", required=True, metavar="MODULE", help="the design's top module")
+    imp.add_argument("--map", metavar="ROLE=PORT,...",
+                     help="port of each MAC role (clk, rst, a, w, en, clr, acc, y); roles left "
+                          "out are matched by name when that is unambiguous")
+    imp.add_argument("--latency", type=int, metavar="N",
+                     help="clock edges from an operation to acc (default: measured)")
+    imp.add_argument("--reset-active", choices=("high", "low"),
+                     help="reset polarity (default: low for names like rst_n, else high)")
+    add_mac_flags(imp, acc_bits_range="2..62")
+    imp.add_argument("--name", metavar="NAME",
+                     help="wrapper module / file name (default: <top>_wrapkit)")
+    imp.add_argument("--out", required=True, metavar="DIR",
+                     help="folder for <name>.v and <name>.json")
+    imp.set_defaults(func=_run_import)
+
+
+def _run_check(args):
+    from .width_check import check_file
+
+    report = check_file(args.verilog, manifest=args.manifest, top=args.top,
+                        acc_bits=args.acc_bits)
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+def _add_check_parser(sub):
+    check = sub.add_parser(
+        "check", help="structural width check of the accumulation path (exit 1 on failure)",
+        description="Find every accumulator (a register fed back through an adder whose other "
+                    "operand comes from a multiplier) with pyverilog's dataflow analysis, print "
+                    "the path with its widths, and check that every adder on it keeps exactly "
+                    "acc-bits bits and no wider register feeds it.")
+    check.add_argument("verilog", metavar="FILE.v", help="a design's Verilog")
+    check.add_argument("--manifest", metavar="JSON",
+                       help="its manifest (default: FILE.json beside it); gives top and acc-bits")
+    check.add_argument("--top", metavar="MODULE", help="top module (default: the manifest's)")
+    check.add_argument("--acc-bits", type=int, metavar="N",
+                       help="expected accumulator width (default: the manifest's)")
+    check.set_defaults(func=_run_check)
+
+
 def register_rtl(subparsers):
     """Add ``wrapkit rtl`` and its subcommands to the top-level parser."""
     rtl = subparsers.add_parser(
@@ -130,5 +196,7 @@ def register_rtl(subparsers):
     from .array.cli import add_array_parser
 
     add_array_parser(sub)
+    _add_import_parser(sub)
+    _add_check_parser(sub)
     return rtl
 

@@ -162,6 +162,9 @@ def _check_summary(run, s):
         v = (run / d["verilog"]).read_bytes()
         assert hashlib.sha256(v).hexdigest() == d["verilog_sha256"] == json.loads(
             (run / d["manifest"]).read_text())["verilog_sha256"]
+        # ... and its accumulation path was checked structurally at its accumulator width.
+        check = d["accumulation_path"]
+        assert check["ok"] and check["path_widths"] == [d["config"]["acc_bits"]], check
     # The report: markdown linking its plots, HTML carrying them inside.
     md = (run / "report.md").read_text()
     html = (run / "report.html").read_text()
@@ -170,6 +173,7 @@ def _check_summary(run, s):
     assert all((run / p).stat().st_size > 5000 for p in links)
     assert html.count('src="data:image/png;base64,') == 5 and 'src="plots/' not in html
     assert f"{100 * s['engine']['networks']['wrapnet']['accuracy']:.2f} %" in html
+    assert md.count("bits, checked |") == len(s["rtl"]["designs"])
 
 
 # -- settings -----------------------------------------------------------------------------------

@@ -72,14 +72,22 @@ def _with_pct(values, total):
     return [("-" if v is None else f"{_fmt(v)} ({100 * v / total:.0f}%)") for v in values]
 
 
-def _groups(d):
-    return [d.get(g) for g in GROUP_ORDER]
+def _groups(d, order=GROUP_ORDER):
+    return [d.get(g) for g in order]
+
+
+def _report_groups(report):
+    """The paper's groups, then any other group the design has (``imported`` for a design
+    from ``wrapkit rtl import``, whose hierarchy is not the paper's)."""
+    return list(GROUP_ORDER) + [g for g in report["area_um2"]
+                                if g not in GROUP_ORDER and g != "total"]
 
 
 def design_markdown(report):
     """Markdown summary of one design's :func:`~wrapkit.hw.synth.evaluate.evaluate` report."""
     e = report["energy"]
     sb = e["stimulus_based"]
+    groups = _report_groups(report)
     lines = [
         f"# {report['design']}",
         "",
@@ -94,8 +102,8 @@ def design_markdown(report):
         f"Critical path: {report['critical_path']['start']} -> "
         f"{report['critical_path']['end']}.",
         "",
-        "| | " + " | ".join(_LABEL[g] for g in GROUP_ORDER) + " | Total |",
-        "|---|" + "---:|" * (len(GROUP_ORDER) + 1),
+        "| | " + " | ".join(_LABEL.get(g, g.capitalize()) for g in groups) + " | Total |",
+        "|---|" + "---:|" * (len(groups) + 1),
     ]
     rows = [
         ("Cell area (um^2)", report["area_um2"]),
@@ -105,7 +113,7 @@ def design_markdown(report):
         ("Energy, activity 0.1 (fJ/op)", e["default_activity_0.1"]["energy_fj_per_op"]),
     ]
     for label, d in rows:
-        lines.append(f"| {label} | " + " | ".join(_with_pct(_groups(d), d["total"]))
+        lines.append(f"| {label} | " + " | ".join(_with_pct(_groups(d, groups), d["total"]))
                      + f" | {_fmt(d['total'])} |")
     lines += [
         "",
