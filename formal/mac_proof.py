@@ -7,7 +7,9 @@ that ``acc`` and, with a cyclic unit, ``y`` agree. Yosys writes it as SMT-LIB2
 
 1. **BMC**, ``depth`` cycles from the initial state (both sides start from their declared
    start-up values, 0): any disagreement reachable within ``depth`` cycles is found, with
-   its trace;
+   its trace. A design imported with ``wrapkit rtl import`` declares no start-up values (its
+   registers power up unknown, as hand-written RTL usually does), so for it the outputs are
+   compared from the cycle after its first reset on: that is the behaviour its users rely on;
 2. **k-induction** of the same depth: from *any* state, ``depth`` consecutive cycles on which
    the assertions hold are always followed by one on which they hold. With step 1 this
    proves the assertions on every cycle of every input sequence.
@@ -36,7 +38,7 @@ from .signals import as_signed
 from .tools import ToolTimeout, require_tools, run_tool
 from .vcd import read_steps
 
-__all__ = ["DEFAULT_DEPTH", "mac_miter_verilog", "mac_outputs", "prove_mac"]
+__all__ = ["DEFAULT_DEPTH", "compares_after_reset", "mac_miter_verilog", "mac_outputs", "prove_mac"]
 
 #: Cycles unrolled by default (see the module docstring).
 DEFAULT_DEPTH = 4
@@ -52,6 +54,12 @@ def mac_outputs(cfg):
 
 def _model_width(cfg, name):
     return cfg.acc_bits if name == "acc" else cyclic_model_width(cfg.acc_bits, cfg.k)
+
+
+def compares_after_reset(manifest):
+    """True for designs whose registers have no declared start-up value (imported RTL): the
+    proof compares their outputs only once a reset has been applied."""
+    return bool(manifest.get("imported"))
 
 
 def mac_miter_verilog(manifest):
@@ -80,8 +88,16 @@ def mac_miter_verilog(manifest):
         f"  {top} rtl(.{clock}(clk), .{reset}(rst), .a(a), .w(w), .en(en), .clr(clr){rtl_out});",
         f"  {MAC_MODEL} model(.clk(clk), .rst(rst), .a(a), .w(w), .en(en), .clr(clr)"
         f"{model_out});",
-        "  always @* begin",
     ]
+    if compares_after_reset(manifest):
+        lines += [
+            "  // Hand-written registers power up unknown: compare from the first reset on.",
+            "  reg reset_seen = 1'b0;",
+            "  always @(posedge clk) if (rst) reset_seen <= 1'b1;",
+            "  always @* if (reset_seen) begin",
+        ]
+    else:
+        lines.append("  always @* begin")
     for name in outputs:
         lines.append(f"    {name}_matches: assert ($signed({name}_rtl) == {name}_model);")
     lines += ["  end", "endmodule"]
@@ -128,13 +144,15 @@ def _counterexample(manifest, vcd_path, origin):
     signed_inputs = {name: port(manifest, name)["signed"] for name in ("a", "w")}
     outputs = mac_outputs(cfg)
     cycles, failing = [], None
+    checked_from_reset = compares_after_reset(manifest)
     for i, values in enumerate(steps):
         inputs = {name: as_signed(values.get(name), widths.get(name, 1),
                                   signed_inputs.get(name, False)) for name in _INPUTS}
         expected = {n: as_signed(values.get(f"{n}_model"), _model_width(cfg, n))
                     for n in outputs}
         actual = {n: as_signed(values.get(f"{n}_rtl"), cfg.acc_bits) for n in outputs}
-        if failing is None and expected != actual:
+        compared = not checked_from_reset or values.get("reset_seen") == 1
+        if failing is None and compared and expected != actual:
             failing = i
         cycles.append({"cycle": i, "inputs": inputs, "expected": expected, "actual": actual})
     failing = len(cycles) - 1 if failing is None else failing
@@ -199,6 +217,8 @@ def prove_mac(manifest, verilog_file, workdir, *, depth=DEFAULT_DEPTH, timeout=N
     ]) + "\n"
     (workdir / "prove.ys").write_text(script, encoding="utf-8")
     prop = f"{' and '.join(outputs)} == behavioural model, every cycle of every input sequence"
+    if compares_after_reset(manifest):
+        prop += " after the first reset"
     result = ProofResult(design=top, property=prop, method="bmc+k-induction", depth=depth,
                          status="timeout", seconds=0.0)
     start = time.monotonic()
