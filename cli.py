@@ -11,6 +11,7 @@ import sys
 
 from wrapkit import __version__
 from wrapkit.common.errors import UserError
+from wrapkit.common.processes import Terminated, install_signal_handlers
 from wrapkit.flow.cli import register_demo, register_flow
 from wrapkit.formal.cli import register_prove
 from wrapkit.hw.cli import register_rtl
@@ -54,11 +55,15 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    install_signal_handlers()
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"wrapkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated as exc:
+        print(f"wrapkit {args.command}: terminated ({exc})", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"wrapkit {args.command}: interrupted", file=sys.stderr)
         return 130
