@@ -20,6 +20,7 @@ from pathlib import Path
 from wrapkit import __version__
 from wrapkit.common.errors import UserError
 from wrapkit.common.files import atomic_write_json
+from wrapkit.common.locking import exclusive_output
 
 from .cache import FLOW_SCHEMA, data_digest, stage_key
 from .config import FlowConfig
@@ -91,9 +92,16 @@ def run_flow(cfg, run_dir, *, resume=False, progress=True, echo=None, stop_after
     FlowStageError
         A stage failed; the state records the finished stages.
     """
-    echo = echo or (lambda line: print(line, flush=True))
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with exclusive_output(run_dir, what=f"run folder {run_dir}",
+                          hint="wait for it to finish or choose another --name"):
+        return _run_flow(cfg, run_dir, resume=resume, progress=progress, echo=echo,
+                         stop_after=stop_after)
+
+
+def _run_flow(cfg, run_dir, *, resume, progress, echo, stop_after):
+    """The stages of :func:`run_flow` (the caller holds the run folder's lock)."""
+    echo = echo or (lambda line: print(line, flush=True))
     state = load_state(run_dir) or {"schema": FLOW_SCHEMA, "stages": {}}
     state.update(config=cfg.to_dict(), wrapkit=__version__)
     stages_state = state["stages"]

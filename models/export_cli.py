@@ -62,13 +62,16 @@ def register_infer(subparsers):
 
 
 def _run_export(args):
+    from wrapkit.common.locking import exclusive_output
     from wrapkit.ref.engine import Engine
 
     from .export import export_run
 
     t0 = time.perf_counter()
     print(f"export: loading {args.run}", flush=True)
-    exp = export_run(args.run, args.out, dataset=args.dataset, data_dir=args.data_dir)
+    with exclusive_output(args.out, folder=False, what=f"--out {args.out}",
+                          hint="wait for it to finish or choose another --out"):
+        exp = export_run(args.run, args.out, dataset=args.dataset, data_dir=args.data_dir)
     engine = Engine(exp)
     print(f"export: wrote {args.out} (schema {exp.header['schema']}, sha256 "
           f"{exp.sha256[:16]}..., {time.perf_counter() - t0:.1f} s)")
