@@ -7,10 +7,12 @@ torch/amaranth when it runs.
 """
 
 import argparse
+import os
 import sys
 
 from wrapkit import __version__
-from wrapkit.common.errors import UserError
+from wrapkit.common.errors import (ExternalToolError, UserError, VerificationMismatch,
+                                   environment_message)
 from wrapkit.common.processes import Terminated, install_signal_handlers
 from wrapkit.flow.cli import register_demo, register_flow
 from wrapkit.formal.cli import register_prove
@@ -61,6 +63,25 @@ def main(argv=None):
     except UserError as exc:
         print(f"wrapkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except VerificationMismatch as exc:
+        first = str(exc).strip().splitlines()
+        print(f"wrapkit {args.command}: mismatch: {first[0] if first else ''}", file=sys.stderr)
+        return 1
+    except ExternalToolError as exc:
+        first = str(exc).strip().splitlines()
+        print(f"wrapkit {args.command}: error: {first[0] if first else type(exc).__name__}",
+              file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"wrapkit {args.command}: error: out of memory; ask for less (fewer operations, "
+              "images or a smaller network)", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        line = environment_message(exc)
+        if line is None or os.environ.get("WRAPKIT_DEBUG"):
+            raise
+        print(f"wrapkit {args.command}: error: {line}", file=sys.stderr)
+        return 2
     except Terminated as exc:
         print(f"wrapkit {args.command}: terminated ({exc})", file=sys.stderr)
         return 143
@@ -69,7 +90,6 @@ def main(argv=None):
         return 130
     except BrokenPipeError:
         # The reader went away (`wrapkit ... | head`): stop quietly, as Unix tools do.
-        import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
 

@@ -1,8 +1,8 @@
 """Run the flow's stages in order in a run folder, reusing what is unchanged.
 
 ``flow.json`` in the run folder records each finished stage with its key
-(:func:`wrapkit.flow.cache.stage_key`) and result; a stage whose key is unchanged and whose
-outputs exist is reused, so re-running with the same inputs is quick and changing a setting
+(:func:`wrapkit.flow.cache.stage_key`), result and the SHA-256 of each of its output files; a
+stage whose key is unchanged and whose outputs still hold exactly those files is reused, so re-running with the same inputs is quick and changing a setting
 reruns only the stages it reaches. Inside the train stage every training run is also reused
 on its own when its settings are unchanged.
 
@@ -18,9 +18,10 @@ import traceback
 from pathlib import Path
 
 from wrapkit import __version__
+from wrapkit.common.buildcache import MANIFEST, manifest_problem, tree_manifest
 from wrapkit.common.errors import UserError
 from wrapkit.common.files import atomic_write_json
-from wrapkit.common.locking import exclusive_output
+from wrapkit.common.locking import LOCK_NAME, exclusive_output
 
 from .cache import FLOW_SCHEMA, data_digest, stage_key
 from .config import FlowConfig
@@ -113,8 +114,9 @@ def _run_flow(cfg, run_dir, *, resume, progress, echo, stop_after):
         extra = data_digest(cfg) if stage.name == "train" else ""
         key = stage_key(stage, cfg, results, extra)
         prev = stages_state.get(stage.name) or {}
-        outputs_ok = all((run_dir / o).exists() for o in stage.outputs)
-        if prev.get("status") == "done" and prev.get("key") == key and outputs_ok:
+        same = prev.get("status") == "done" and prev.get("key") == key
+        changed = _outputs_problem(run_dir, stage, prev) if same else None
+        if same and changed is None:
             results[stage.name] = prev["result"]
             prev["reused"] = True
             timeline.append({"stage": stage.name, "status": "cached",
@@ -122,6 +124,9 @@ def _run_flow(cfg, run_dir, *, resume, progress, echo, stop_after):
             echo(f"[{i}/{len(STAGES)} {stage.name}] cached: inputs unchanged "
                  f"(took {prev.get('seconds', 0.0):.1f} s when it ran)")
         else:
+            if changed:
+                echo(f"[{i}/{len(STAGES)} {stage.name}] its outputs changed since it ran "
+                     f"({changed}): running it again")
             echo(f"[{i}/{len(STAGES)} {stage.name}] {stage.title}")
             ctx = StageContext(cfg, run_dir, results, i, len(STAGES), stage.name, resume,
                                progress, echo, state)
@@ -151,7 +156,8 @@ def _run_flow(cfg, run_dir, *, resume, progress, echo, stop_after):
             seconds = time.perf_counter() - ctx.t0
             stages_state[stage.name] = {"key": key, "status": "done", "seconds": round(seconds, 2),
                                         "finished": time.time(), "result": result,
-                                        "reused": False}
+                                        "reused": False,
+                                        "outputs": _outputs_manifest(run_dir, stage)}
             results[stage.name] = result
             timeline.append({"stage": stage.name, "status": "ran", "seconds": round(seconds, 2),
                              "run_seconds": round(seconds, 2)})
@@ -168,6 +174,24 @@ def _run_flow(cfg, run_dir, *, resume, progress, echo, stop_after):
         echo(f"  {t['stage']:<7} {t['status']:<7} {t['seconds']:8.1f} s")
     summary_path = run_dir / "summary.json"
     return json.loads(summary_path.read_text()) if summary_path.is_file() else None
+
+
+def _outputs_manifest(run_dir, stage):
+    """SHA-256 of every file of ``stage``'s outputs (what reusing it later is checked
+    against)."""
+    return tree_manifest(run_dir, stage.outputs, skip=(MANIFEST, LOCK_NAME))
+
+
+def _outputs_problem(run_dir, stage, record):
+    """None when a finished stage's output files are all there with the content they had
+    when it finished; else what differs (a missing or changed file)."""
+    recorded = record.get("outputs")
+    if not isinstance(recorded, dict):
+        return "no record of its outputs"
+    for output in stage.outputs:
+        if not (run_dir / output).exists():
+            return f"{output} is missing"
+    return manifest_problem(run_dir, recorded) if recorded else None
 
 
 def _cause(exc):

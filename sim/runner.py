@@ -36,7 +36,7 @@ from pathlib import Path
 
 from wrapkit.common import processes
 from wrapkit.common.buildcache import build_once, hash_parts
-from wrapkit.common.errors import UserError
+from wrapkit.common.errors import ExternalToolError, UserError
 
 from .tools import prepare_simulator, simulator_version
 
@@ -69,7 +69,7 @@ _KEEP_RUNS = 20
 _BUILT = ".wrapkit-built"
 
 
-class SimulationError(RuntimeError):
+class SimulationError(ExternalToolError):
     """The simulator failed to build a design or ended without writing results."""
 
 

@@ -36,12 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
+from wrapkit.common.errors import VerificationMismatch
 from wrapkit.ref.datapath import MacConfig, operand_range
 from wrapkit.ref.opstream import MacOpStream
 
 from .tools import ToolError, run_tool
 
-__all__ = ["Activity", "check_stimulus", "random_stimulus", "simulate", "testbench"]
+__all__ = ["Activity", "GateLevelMismatch", "check_stimulus", "random_stimulus", "simulate", "testbench"]
 
 #: Reset cycles before the first operation.
 RESET_CYCLES = 3
@@ -297,6 +298,10 @@ def simulate(manifest, netlist_v, flat, stim: MacOpStream, cell_models, out_dir,
                     sfall=full[:, 3], sim_period=period, timed=sdf is not None)
 
 
+class GateLevelMismatch(ToolError, VerificationMismatch):
+    """The synthesized netlist computed something else than wrapkit.ref (exit status 1)."""
+
+
 def _check_against_reference(cfg, stim, got, latency, out_dir):
     acc_ref, out_ref = stim.reference(cfg)
     expect = {"acc": acc_ref}
@@ -312,7 +317,7 @@ def _check_against_reference(cfg, stim, got, latency, out_dir):
         for i, (g, r) in enumerate(zip(col, ref)):
             if g is None or g != int(r):
                 shown = "x" if g is None else f"{g} (0x{g & ((1 << cfg.acc_bits) - 1):x})"
-                raise ToolError(
+                raise GateLevelMismatch(
                     f"gate-level simulation disagrees with wrapkit.ref.mac_stream at "
                     f"operation {i}: {name} = {shown}, expected {int(r)} "
                     f"(0x{int(r) & ((1 << cfg.acc_bits) - 1):x}); files in {out_dir}")

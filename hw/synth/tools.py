@@ -22,7 +22,7 @@ import subprocess
 from pathlib import Path
 
 from wrapkit.common import processes
-from wrapkit.common.errors import UserError
+from wrapkit.common.errors import ExternalToolError, UserError
 
 __all__ = [
     "DEFAULT_LIBERTY",
@@ -41,7 +41,7 @@ DEFAULT_LIBERTY = Path("/usr/share/qflow/tech/osu018/osu018_stdcells.lib")
 TOOL_PACKAGES = {"yosys": "yosys", "sta": "opensta", "iverilog": "iverilog", "vvp": "iverilog"}
 
 
-class ToolError(RuntimeError):
+class ToolError(ExternalToolError):
     """A flow program ran but failed on input that wrapkit produced (a bug, not bad input).
 
     Carries the stage name and the tail of the program's log so the failure can be read
