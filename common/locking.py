@@ -83,7 +83,8 @@ def exclusive_output(target, *, folder=True, what=None, hint="wait for it to fin
     Parameters
     ----------
     target : path-like
-        The run folder (created if missing) or, with ``folder=False``, the output file (its
+        The run folder (created if missing, and removed again if the block leaves it empty)
+        or, with ``folder=False``, the output file (its
         folder must exist).
     folder : bool
         Whether ``target`` is a folder.
@@ -98,6 +99,7 @@ def exclusive_output(target, *, folder=True, what=None, hint="wait for it to fin
         Another process holds the lock; the message names it.
     """
     target = Path(target)
+    created = folder and not target.exists()
     _make_folder(target if folder else target.parent)
     if not folder and target.is_dir():
         raise UserError(f"{target} is a folder; name a file to write")
@@ -131,3 +133,8 @@ def exclusive_output(target, *, folder=True, what=None, hint="wait for it to fin
         except OSError:
             pass
         os.close(fd)
+        if created:  # a run that wrote nothing leaves no empty folder behind
+            try:
+                target.rmdir()
+            except OSError:
+                pass

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from wrapkit.common.errors import UserError
+from wrapkit.common.paths import check_run_name
 
 __all__ = ["add_flow_arguments", "register_demo", "register_flow", "resolve_config", "run_cli", "run_demo"]
 
@@ -144,6 +145,8 @@ def run_cli(args, preset=None):
     """Handler of ``wrapkit flow`` (and of ``wrapkit demo`` with ``preset="quick"``)."""
     from .runner import FlowStageError, run_flow
 
+    if args.name is not None:
+        check_run_name(args.name)
     cfg, run_dir = resolve_config(args, preset)
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
@@ -175,6 +178,11 @@ def _preflight(cfg):
 
     for sim in cfg.simulators:
         prepare_simulator(sim)
+    if cfg.liberty is not None and not Path(cfg.liberty).is_file():
+        # Caught here, not at the synth stage after training: --resume keeps the settings,
+        # so a late failure would tell the user to resume into the same failure.
+        raise UserError(f"bad flow setting: liberty file {cfg.liberty} not found; set liberty "
+                        "to an existing .lib file")
     if cfg.dataset == "fashion-mnist":
         from wrapkit.common.datasets import load_images
         load_images(cfg.dataset, "test", cfg.data_dir)

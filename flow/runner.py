@@ -151,7 +151,9 @@ def _run_flow(cfg, run_dir, *, resume, progress, echo, stop_after):
                 kept = [s.name for s in STAGES[:i - 1]]
                 where = f" --out-root {run_dir.parent}" if str(run_dir.parent) != "out" else ""
                 hint = (f"fix the cause, then `wrapkit flow --resume --name {run_dir.name}"
-                        f"{where}`")
+                        f"{where}` (if the cause is a setting, rerun without --resume with "
+                        "the setting fixed: --resume keeps the saved settings, and finished "
+                        "stages are reused either way)")
                 raise FlowStageError(stage.name, i, cause, kept, hint) from exc
             seconds = time.perf_counter() - ctx.t0
             stages_state[stage.name] = {"key": key, "status": "done", "seconds": round(seconds, 2),

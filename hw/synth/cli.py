@@ -46,6 +46,9 @@ def _run(args):
     from .evaluate import evaluate
     from .report import design_markdown
 
+    if args.json:
+        from wrapkit.common.paths import check_output_file
+        check_output_file(args.json, "--json", inputs=(args.design,))
     if args.design == "paper":
         return _run_paper(args)
     stimulus = None
