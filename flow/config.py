@@ -195,7 +195,10 @@ def read_config_file(path):
     """Settings from a TOML (``.toml``) or JSON file: a table of FlowConfig field names."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"--config {path} is not UTF-8 text ({exc.reason} at byte "
+                        f"{exc.start})") from None
     except OSError as exc:
         raise UserError(f"cannot read --config {path}: {exc.strerror or exc}") from None
     try:
