@@ -69,6 +69,11 @@ def _run(args):
 
     from .network import estimate_export, estimate_markdown
 
+    from wrapkit.common.flags import check_flag_count
+
+    from .activity import GATE_LEVEL_LIMIT_WHY, MAX_GATE_LEVEL_OPS
+
+    check_flag_count("--ops", args.ops, hi=MAX_GATE_LEVEL_OPS, why=GATE_LEVEL_LIMIT_WHY)
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path:
             check_output_file(path, flag, inputs=(args.model,))
