@@ -9,8 +9,9 @@
     wrapkit flow --resume --name quick    # continue a failed or interrupted run
     wrapkit demo                          # the quick preset (what `make demo` runs)
 
-Exit status: 0 the report was written; 1 a stage failed (its name and cause are printed,
-finished stages are kept); 2 bad settings or a missing tool found before any stage ran.
+Exit status: 0 the report was written; 1 a stage failed on a mismatch or an internal error;
+2 bad settings, a missing tool or an environment problem, found before any stage ran or by a
+stage (its name and cause are printed, finished stages are kept); 130 interrupted.
 Nothing heavy is imported until the command runs. Method and settings: docs/flow.md.
 """
 
@@ -159,7 +160,7 @@ def run_cli(args, preset=None):
         kept = ", ".join(exc.kept) if exc.kept else "none"
         print(f"wrapkit flow: finished stages kept in {run_dir}: {kept}; {exc.hint}",
               file=sys.stderr)
-        return 1
+        return exc.status
     if summary is None:
         return 0
     report = run_dir / "report.md"

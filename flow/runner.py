@@ -19,7 +19,8 @@ from pathlib import Path
 
 from wrapkit import __version__
 from wrapkit.common.buildcache import MANIFEST, manifest_problem, tree_manifest
-from wrapkit.common.errors import UserError
+from wrapkit.common.errors import (ExternalToolError, UserError, VerificationMismatch,
+                                   environment_message)
 from wrapkit.common.files import atomic_write_json
 from wrapkit.common.locking import LOCK_NAME, exclusive_output
 
@@ -37,8 +38,11 @@ STATE = "flow.json"
 class FlowStageError(Exception):
     """A stage failed: ``stage`` names it, ``cause`` says why (one line)."""
 
-    def __init__(self, stage, index, cause, kept, hint=""):
+    def __init__(self, stage, index, cause, kept, hint="", status=1):
         self.stage, self.index, self.cause, self.kept, self.hint = stage, index, cause, kept, hint
+        #: The exit status it means: 2 for bad input or the environment (a setting, a missing
+        #: or crashing tool, a full disk), 1 for anything else (a mismatch, a bug).
+        self.status = status
         super().__init__(f"stage {index}/{len(STAGES)} '{stage}' failed: {cause}")
 
 
@@ -154,7 +158,11 @@ def _run_flow(cfg, run_dir, *, resume, progress, echo, stop_after):
                         f"{where}` (if the cause is a setting, rerun without --resume with "
                         "the setting fixed: --resume keeps the saved settings, and finished "
                         "stages are reused either way)")
-                raise FlowStageError(stage.name, i, cause, kept, hint) from exc
+                usage = (isinstance(exc, (UserError, ExternalToolError))
+                         and not isinstance(exc, VerificationMismatch)) \
+                    or environment_message(exc) is not None
+                raise FlowStageError(stage.name, i, cause, kept, hint,
+                                     status=2 if usage else 1) from exc
             seconds = time.perf_counter() - ctx.t0
             stages_state[stage.name] = {"key": key, "status": "done", "seconds": round(seconds, 2),
                                         "finished": time.time(), "result": result,
