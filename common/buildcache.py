@@ -85,17 +85,31 @@ def manifest_problem(root, manifest):
     return None
 
 
+def _stat_signature(folder, names):
+    """(size, mtime) of each file: a cheap check that nothing changed since it was hashed."""
+    try:
+        return tuple((name, st.st_size, st.st_mtime_ns)
+                     for name in names for st in [(folder / name).stat()])
+    except OSError:
+        return None
+
+
 def write_manifest(folder):
     """Record :func:`tree_manifest` of ``folder`` in ``folder/MANIFEST`` (written last)."""
     folder = Path(folder)
     manifest = tree_manifest(folder)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=0, sort_keys=True) + "\n")
-    _verified[folder.resolve()] = (folder / MANIFEST).stat().st_mtime_ns
+    _verified[folder.resolve()] = ((folder / MANIFEST).stat().st_mtime_ns,
+                                   _stat_signature(folder, sorted(manifest)))
     return manifest
 
 
 def verified_folder(folder, marker=MANIFEST):
-    """True when ``folder`` holds ``marker`` and its files match its manifest."""
+    """True when ``folder`` holds ``marker`` and its files match its manifest.
+
+    The files are hashed once per process; later calls compare their sizes and times with
+    those seen then, and hash again when one differs.
+    """
     folder = Path(folder)
     record = folder / MANIFEST
     try:
@@ -105,7 +119,9 @@ def verified_folder(folder, marker=MANIFEST):
     except OSError:
         return False
     key = folder.resolve()
-    if _verified.get(key) == stamp:
+    seen = _verified.get(key)
+    if seen is not None and seen[0] == stamp and seen[1] is not None \
+            and _stat_signature(folder, [name for name, _, _ in seen[1]]) == seen[1]:
         return True
     try:
         manifest = json.loads(record.read_text())
@@ -113,7 +129,7 @@ def verified_folder(folder, marker=MANIFEST):
         return False
     if manifest_problem(folder, manifest) is not None:
         return False
-    _verified[key] = stamp
+    _verified[key] = (stamp, _stat_signature(folder, sorted(manifest)))
     return True
 
 
