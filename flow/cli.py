@@ -179,6 +179,15 @@ def _preflight(cfg):
 
     for sim in cfg.simulators:
         prepare_simulator(sim)
+    if cfg.cosim_layers:
+        from .training import integer_layer_names
+
+        names = integer_layer_names(cfg)
+        for name in cfg.cosim_layers:
+            if name not in names:
+                raise UserError(f"bad flow setting: cosim_layers names {name!r}, which is not "
+                                f"an integer layer of {cfg.model}; choose from "
+                                f"{', '.join(names)}")
     if cfg.liberty is not None and not Path(cfg.liberty).is_file():
         # Caught here, not at the synth stage after training: --resume keeps the settings,
         # so a late failure would tell the user to resume into the same failure.

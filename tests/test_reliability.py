@@ -304,12 +304,18 @@ def test_output_under_a_file_is_refused_before_work(tiny_export, tmp_path, capsy
     assert "exists and is not a folder" in capsys.readouterr().err
 
 
-def test_flow_checks_late_settings_before_training(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("wrapkit.flow.runner.STAGES", ())
-    code = wrapkit_main(["flow", "--preset", "tiny", "--out-root", str(tmp_path),
-                         "--set", f"liberty={tmp_path / 'none.lib'}", "--no-progress"])
+@pytest.mark.parametrize("setting, message", [
+    ("liberty={tmp}/none.lib", "liberty file {tmp}/none.lib not found"),
+    ('cosim_layers=["nope"]', "cosim_layers names 'nope', which is not an integer layer of "
+                              "vgg7; choose from block2.conv,"),
+])
+def test_flow_checks_late_settings_before_training(tmp_path, monkeypatch, capsys, setting,
+                                                   message):
+    monkeypatch.setattr("wrapkit.flow.runner.STAGES", ())  # old code: no stage would run
+    code = wrapkit_main(["flow", "--preset", "tiny", "--out-root", str(tmp_path), "--set",
+                         setting.format(tmp=tmp_path), "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 2 and "liberty file" in err and "not found" in err, err
+    assert code == 2 and message.format(tmp=tmp_path) in err, err
     assert not (tmp_path / "tiny").exists()
 
 
