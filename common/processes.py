@@ -23,7 +23,8 @@ import subprocess
 import sys
 import threading
 
-__all__ = ["Terminated", "install_signal_handlers", "live_processes", "popen", "run", "stop"]
+__all__ = ["Terminated", "install_signal_handlers", "live_processes", "popen",
+           "restore_signal_handlers", "run", "stop"]
 
 _PR_SET_PDEATHSIG = 1
 # Seconds a stopped program gets to exit after SIGTERM before SIGKILL.
@@ -161,9 +162,19 @@ def _raise_terminated(signum, frame):
 def install_signal_handlers():
     """Turn SIGTERM and SIGHUP into :class:`Terminated` (in the main thread), so that a
     ``kill`` of wrapkit unwinds through the ``finally`` blocks that end its programs and
-    record the interruption. Called by the ``wrapkit`` command line."""
+    record the interruption. Called by the ``wrapkit`` command line; returns the handlers it
+    replaced, for :func:`restore_signal_handlers`."""
+    previous = {}
     if threading.current_thread() is not threading.main_thread():
-        return
+        return previous
     for sig in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(sig) in (signal.SIG_DFL, None):
-            signal.signal(sig, _raise_terminated)
+            previous[sig] = signal.signal(sig, _raise_terminated)
+    return previous
+
+
+def restore_signal_handlers(previous):
+    """Put back the handlers :func:`install_signal_handlers` replaced (a caller that runs
+    the CLI in-process, such as a test, keeps its own)."""
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
