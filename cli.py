@@ -7,10 +7,14 @@ torch/amaranth when it runs.
 """
 
 import argparse
+import os
 import sys
 
 from wrapkit import __version__
-from wrapkit.common.errors import UserError
+from wrapkit.common.errors import (ExternalToolError, UserError, VerificationMismatch,
+                                   environment_message)
+from wrapkit.common.processes import (Terminated, install_signal_handlers,
+                                      restore_signal_handlers)
 from wrapkit.flow.cli import register_demo, register_flow
 from wrapkit.formal.cli import register_prove
 from wrapkit.hw.cli import register_rtl
@@ -54,19 +58,50 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = install_signal_handlers()
+    try:
+        return _run(args)
+    finally:
+        restore_signal_handlers(previous)
+
+
+def _run(args):
+    """Run the chosen command; every failure that is not a bug becomes one line and the exit
+    status it means (2 input or environment, 1 mismatch, 130 Ctrl-C, 143 SIGTERM)."""
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"wrapkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except VerificationMismatch as exc:
+        first = str(exc).strip().splitlines()
+        print(f"wrapkit {args.command}: mismatch: {first[0] if first else ''}", file=sys.stderr)
+        return 1
+    except ExternalToolError as exc:
+        first = str(exc).strip().splitlines()
+        print(f"wrapkit {args.command}: error: {first[0] if first else type(exc).__name__}",
+              file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"wrapkit {args.command}: error: out of memory; ask for less (fewer operations, "
+              "images or a smaller network)", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`wrapkit ... | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:
+        line = environment_message(exc)
+        if line is None or os.environ.get("WRAPKIT_DEBUG"):
+            raise
+        print(f"wrapkit {args.command}: error: {line}", file=sys.stderr)
+        return 2
+    except Terminated as exc:
+        print(f"wrapkit {args.command}: terminated ({exc})", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"wrapkit {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # The reader went away (`wrapkit ... | head`): stop quietly, as Unix tools do.
-        import os
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
 
 
 if __name__ == "__main__":

@@ -123,6 +123,10 @@ def _fashion_mnist(split, data_dir):
     if pixels.ndim != 3 or labels.ndim != 1 or len(pixels) != len(labels):
         raise UserError(f"{folder}: {img_name} {pixels.shape} and {lbl_name} {labels.shape} "
                         "do not match (N×28×28 images, N labels)")
+    bad = np.flatnonzero(labels > 9)
+    if bad.size:
+        raise UserError(f"{folder / lbl_name}: label {int(labels[bad[0]])} of item {int(bad[0])} "
+                        "is outside the 10 classes 0..9; the file is corrupt")
     return Images(pixels[:, None].copy(), labels.astype(np.int64), 255,
                   f"fashion-mnist/{split}")
 

@@ -1,5 +1,6 @@
 """Atomic file writes: a reader never sees a half-written file, a crash leaves the old one."""
 
+import errno
 import json
 import os
 import tempfile
@@ -15,8 +16,21 @@ def _umask():
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
+
+    A symbolic link is written through (its target is replaced, the link kept); a path that
+    is not a regular file (``/dev/stdout``, a named pipe, a device) is written to directly,
+    since renaming over it would replace the device itself.
+    """
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

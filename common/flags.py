@@ -45,10 +45,14 @@ def flag_error(exc, flags, *, quote_parameter=False):
                      parameter=parameter if quote_parameter else None)
 
 
-def check_flag_count(flag, value, lo=1):
-    """``value`` of ``flag`` (None passes) or a :class:`FlagError` when it is below ``lo``."""
+def check_flag_count(flag, value, lo=1, hi=None, why=""):
+    """``value`` of ``flag`` (None passes) or a :class:`FlagError` when it is below ``lo`` or
+    above ``hi`` (a limit that ``why`` explains, e.g. "every operation is held in memory")."""
     if value is not None and value < lo:
         raise FlagError(flag, f"must be >= {lo}, got {value}")
+    if value is not None and hi is not None and value > hi:
+        raise FlagError(flag, f"must be at most {hi:,}{f' ({why})' if why else ''}, got "
+                              f"{value:,}")
     return value
 
 

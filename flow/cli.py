@@ -9,8 +9,9 @@
     wrapkit flow --resume --name quick    # continue a failed or interrupted run
     wrapkit demo                          # the quick preset (what `make demo` runs)
 
-Exit status: 0 the report was written; 1 a stage failed (its name and cause are printed,
-finished stages are kept); 2 bad settings or a missing tool found before any stage ran.
+Exit status: 0 the report was written; 1 a stage failed on a mismatch or an internal error;
+2 bad settings, a missing tool or an environment problem, found before any stage ran or by a
+stage (its name and cause are printed, finished stages are kept); 130 interrupted.
 Nothing heavy is imported until the command runs. Method and settings: docs/flow.md.
 """
 
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 
 from wrapkit.common.errors import UserError
+from wrapkit.common.paths import check_run_name
 
 __all__ = ["add_flow_arguments", "register_demo", "register_flow", "resolve_config", "run_cli", "run_demo"]
 
@@ -144,6 +146,8 @@ def run_cli(args, preset=None):
     """Handler of ``wrapkit flow`` (and of ``wrapkit demo`` with ``preset="quick"``)."""
     from .runner import FlowStageError, run_flow
 
+    if args.name is not None:
+        check_run_name(args.name)
     cfg, run_dir = resolve_config(args, preset)
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
@@ -156,7 +160,7 @@ def run_cli(args, preset=None):
         kept = ", ".join(exc.kept) if exc.kept else "none"
         print(f"wrapkit flow: finished stages kept in {run_dir}: {kept}; {exc.hint}",
               file=sys.stderr)
-        return 1
+        return exc.status
     if summary is None:
         return 0
     report = run_dir / "report.md"
@@ -175,6 +179,20 @@ def _preflight(cfg):
 
     for sim in cfg.simulators:
         prepare_simulator(sim)
+    if cfg.cosim_layers:
+        from .training import integer_layer_names
+
+        names = integer_layer_names(cfg)
+        for name in cfg.cosim_layers:
+            if name not in names:
+                raise UserError(f"bad flow setting: cosim_layers names {name!r}, which is not "
+                                f"an integer layer of {cfg.model}; choose from "
+                                f"{', '.join(names)}")
+    if cfg.liberty is not None and not Path(cfg.liberty).is_file():
+        # Caught here, not at the synth stage after training: --resume keeps the settings,
+        # so a late failure would tell the user to resume into the same failure.
+        raise UserError(f"bad flow setting: liberty file {cfg.liberty} not found; set liberty "
+                        "to an existing .lib file")
     if cfg.dataset == "fashion-mnist":
         from wrapkit.common.datasets import load_images
         load_images(cfg.dataset, "test", cfg.data_dir)

@@ -148,7 +148,7 @@ class FlowConfig:
             raise ValueError(f"simulators must name icarus and/or verilator once each, got "
                              f"{self.simulators!r}")
         _setting_int("estimate_images", self.estimate_images, 1, 100_000)
-        _setting_int("estimate_ops", self.estimate_ops, 10, 10_000_000)
+        _setting_int("estimate_ops", self.estimate_ops, 10, 1_000_000)  # gate-level limit
         _setting_int("array_macs", self.array_macs, 1, 1 << 20)
         if not isinstance(self.timed, bool):
             raise TypeError(f"timed must be true or false, got {self.timed!r}")
@@ -195,7 +195,10 @@ def read_config_file(path):
     """Settings from a TOML (``.toml``) or JSON file: a table of FlowConfig field names."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"--config {path} is not UTF-8 text ({exc.reason} at byte "
+                        f"{exc.start})") from None
     except OSError as exc:
         raise UserError(f"cannot read --config {path}: {exc.strerror or exc}") from None
     try:

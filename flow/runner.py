@@ -1,8 +1,8 @@
 """Run the flow's stages in order in a run folder, reusing what is unchanged.
 
 ``flow.json`` in the run folder records each finished stage with its key
-(:func:`wrapkit.flow.cache.stage_key`) and result; a stage whose key is unchanged and whose
-outputs exist is reused, so re-running with the same inputs is quick and changing a setting
+(:func:`wrapkit.flow.cache.stage_key`), result and the SHA-256 of each of its output files; a
+stage whose key is unchanged and whose outputs still hold exactly those files is reused, so re-running with the same inputs is quick and changing a setting
 reruns only the stages it reaches. Inside the train stage every training run is also reused
 on its own when its settings are unchanged.
 
@@ -18,8 +18,11 @@ import traceback
 from pathlib import Path
 
 from wrapkit import __version__
-from wrapkit.common.errors import UserError
+from wrapkit.common.buildcache import MANIFEST, manifest_problem, tree_manifest
+from wrapkit.common.errors import (ExternalToolError, UserError, VerificationMismatch,
+                                   environment_message)
 from wrapkit.common.files import atomic_write_json
+from wrapkit.common.locking import LOCK_NAME, exclusive_output
 
 from .cache import FLOW_SCHEMA, data_digest, stage_key
 from .config import FlowConfig
@@ -35,8 +38,11 @@ STATE = "flow.json"
 class FlowStageError(Exception):
     """A stage failed: ``stage`` names it, ``cause`` says why (one line)."""
 
-    def __init__(self, stage, index, cause, kept, hint=""):
+    def __init__(self, stage, index, cause, kept, hint="", status=1):
         self.stage, self.index, self.cause, self.kept, self.hint = stage, index, cause, kept, hint
+        #: The exit status it means: 2 for bad input or the environment (a setting, a missing
+        #: or crashing tool, a full disk), 1 for anything else (a mismatch, a bug).
+        self.status = status
         super().__init__(f"stage {index}/{len(STAGES)} '{stage}' failed: {cause}")
 
 
@@ -91,9 +97,16 @@ def run_flow(cfg, run_dir, *, resume=False, progress=True, echo=None, stop_after
     FlowStageError
         A stage failed; the state records the finished stages.
     """
-    echo = echo or (lambda line: print(line, flush=True))
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with exclusive_output(run_dir, what=f"run folder {run_dir}",
+                          hint="wait for it to finish or choose another --name"):
+        return _run_flow(cfg, run_dir, resume=resume, progress=progress, echo=echo,
+                         stop_after=stop_after)
+
+
+def _run_flow(cfg, run_dir, *, resume, progress, echo, stop_after):
+    """The stages of :func:`run_flow` (the caller holds the run folder's lock)."""
+    echo = echo or (lambda line: print(line, flush=True))
     state = load_state(run_dir) or {"schema": FLOW_SCHEMA, "stages": {}}
     state.update(config=cfg.to_dict(), wrapkit=__version__)
     stages_state = state["stages"]
@@ -105,8 +118,9 @@ def run_flow(cfg, run_dir, *, resume=False, progress=True, echo=None, stop_after
         extra = data_digest(cfg) if stage.name == "train" else ""
         key = stage_key(stage, cfg, results, extra)
         prev = stages_state.get(stage.name) or {}
-        outputs_ok = all((run_dir / o).exists() for o in stage.outputs)
-        if prev.get("status") == "done" and prev.get("key") == key and outputs_ok:
+        same = prev.get("status") == "done" and prev.get("key") == key
+        changed = _outputs_problem(run_dir, stage, prev) if same else None
+        if same and changed is None:
             results[stage.name] = prev["result"]
             prev["reused"] = True
             timeline.append({"stage": stage.name, "status": "cached",
@@ -114,6 +128,9 @@ def run_flow(cfg, run_dir, *, resume=False, progress=True, echo=None, stop_after
             echo(f"[{i}/{len(STAGES)} {stage.name}] cached: inputs unchanged "
                  f"(took {prev.get('seconds', 0.0):.1f} s when it ran)")
         else:
+            if changed:
+                echo(f"[{i}/{len(STAGES)} {stage.name}] its outputs changed since it ran "
+                     f"({changed}): running it again")
             echo(f"[{i}/{len(STAGES)} {stage.name}] {stage.title}")
             ctx = StageContext(cfg, run_dir, results, i, len(STAGES), stage.name, resume,
                                progress, echo, state)
@@ -138,12 +155,19 @@ def run_flow(cfg, run_dir, *, resume=False, progress=True, echo=None, stop_after
                 kept = [s.name for s in STAGES[:i - 1]]
                 where = f" --out-root {run_dir.parent}" if str(run_dir.parent) != "out" else ""
                 hint = (f"fix the cause, then `wrapkit flow --resume --name {run_dir.name}"
-                        f"{where}`")
-                raise FlowStageError(stage.name, i, cause, kept, hint) from exc
+                        f"{where}` (if the cause is a setting, rerun without --resume with "
+                        "the setting fixed: --resume keeps the saved settings, and finished "
+                        "stages are reused either way)")
+                usage = (isinstance(exc, (UserError, ExternalToolError))
+                         and not isinstance(exc, VerificationMismatch)) \
+                    or environment_message(exc) is not None
+                raise FlowStageError(stage.name, i, cause, kept, hint,
+                                     status=2 if usage else 1) from exc
             seconds = time.perf_counter() - ctx.t0
             stages_state[stage.name] = {"key": key, "status": "done", "seconds": round(seconds, 2),
                                         "finished": time.time(), "result": result,
-                                        "reused": False}
+                                        "reused": False,
+                                        "outputs": _outputs_manifest(run_dir, stage)}
             results[stage.name] = result
             timeline.append({"stage": stage.name, "status": "ran", "seconds": round(seconds, 2),
                              "run_seconds": round(seconds, 2)})
@@ -160,6 +184,24 @@ def run_flow(cfg, run_dir, *, resume=False, progress=True, echo=None, stop_after
         echo(f"  {t['stage']:<7} {t['status']:<7} {t['seconds']:8.1f} s")
     summary_path = run_dir / "summary.json"
     return json.loads(summary_path.read_text()) if summary_path.is_file() else None
+
+
+def _outputs_manifest(run_dir, stage):
+    """SHA-256 of every file of ``stage``'s outputs (what reusing it later is checked
+    against)."""
+    return tree_manifest(run_dir, stage.outputs, skip=(MANIFEST, LOCK_NAME))
+
+
+def _outputs_problem(run_dir, stage, record):
+    """None when a finished stage's output files are all there with the content they had
+    when it finished; else what differs (a missing or changed file)."""
+    recorded = record.get("outputs")
+    if not isinstance(recorded, dict):
+        return "no record of its outputs"
+    for output in stage.outputs:
+        if not (run_dir / output).exists():
+            return f"{output} is missing"
+    return manifest_problem(run_dir, recorded) if recorded else None
 
 
 def _cause(exc):

@@ -13,7 +13,7 @@ from wrapkit.common.files import atomic_write_json
 
 from .cache import training_code_digest
 
-__all__ = ["stage_train"]
+__all__ = ["integer_layer_names", "stage_train"]
 
 
 def _common_train(cfg):
@@ -21,6 +21,19 @@ def _common_train(cfg):
                 data_dir=cfg.data_dir, train_subset=cfg.train_subset,
                 batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, threads=cfg.threads,
                 calib_images=cfg.calib_images)
+
+
+def integer_layer_names(cfg):
+    """Names of the layers of ``cfg``'s network that run on integer MACs (the layers the
+    cosim stage may name), from the untrained model: known before any training."""
+    from wrapkit.models.layers import QuantConv2d, QuantLinear
+    from wrapkit.models.train import MODELS, TrainConfig
+
+    tc = TrainConfig(method="wrapnet", **_common_train(cfg))
+    size = 28 if cfg.dataset == "fashion-mnist" else 8
+    model = MODELS[cfg.model][1](tc.model_config(1, size))
+    return [name for name, module in model.named_modules()
+            if isinstance(module, (QuantConv2d, QuantLinear))]
 
 
 def _train_plan(cfg):

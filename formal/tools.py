@@ -8,6 +8,7 @@ of what it printed.
 import shutil
 import subprocess
 
+from wrapkit.common import processes
 from wrapkit.common.errors import UserError
 
 __all__ = ["TOOL_PACKAGES", "ToolTimeout", "require_tools", "run_tool"]
@@ -65,7 +66,7 @@ def run_tool(cmd, cwd, *, timeout=None, ok_codes=(0,)):
         The time limit passed.
     """
     try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        proc = processes.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:
         require_tools(cmd[0])
         raise

@@ -11,6 +11,7 @@ command runs.
 """
 
 import time
+from pathlib import Path
 
 from wrapkit.common.errors import UserError
 from wrapkit.common.flags import check_flag_count
@@ -62,13 +63,21 @@ def register_infer(subparsers):
 
 
 def _run_export(args):
+    from wrapkit.common.locking import exclusive_output
+    from wrapkit.common.paths import check_output_file
     from wrapkit.ref.engine import Engine
 
     from .export import export_run
 
+    run = Path(args.run)
+    inputs = [run] + ([run / name for name in ("model.pt", "checkpoint.pt", "metrics.json")]
+                      if run.is_dir() else [])
+    check_output_file(args.out, "--out", inputs=inputs)
     t0 = time.perf_counter()
     print(f"export: loading {args.run}", flush=True)
-    exp = export_run(args.run, args.out, dataset=args.dataset, data_dir=args.data_dir)
+    with exclusive_output(args.out, folder=False, what=f"--out {args.out}",
+                          hint="wait for it to finish or choose another --out"):
+        exp = export_run(args.run, args.out, dataset=args.dataset, data_dir=args.data_dir)
     engine = Engine(exp)
     print(f"export: wrote {args.out} (schema {exp.header['schema']}, sha256 "
           f"{exp.sha256[:16]}..., {time.perf_counter() - t0:.1f} s)")
@@ -101,6 +110,9 @@ def _run_infer(args):
     check_flag_count("--images", args.images)
     check_flag_count("--batch-size", args.batch_size)
     check_flag_count("--toggle-images", args.toggle_images, 0)
+    if args.stats:
+        from wrapkit.common.paths import check_output_file
+        check_output_file(args.stats, "--stats", inputs=(args.model,))
     exp = read_export(args.model)
     engine = Engine(exp, gemm=args.gemm, requant=args.requant)
     dataset = args.dataset or exp.header["input"].get("dataset")

@@ -36,6 +36,7 @@ from wrapkit import __version__
 from wrapkit.common.checks import ParameterTypeError, ParameterValueError
 from wrapkit.common.errors import UserError
 from wrapkit.common.files import atomic_write_bytes, atomic_write_json
+from wrapkit.common.locking import exclusive_output
 
 from .calibrate import OverflowMeter, range_steps, select_steps, tracing
 from .data import DATASETS, batches, load_dataset
@@ -384,9 +385,21 @@ def load_model(path):
 
 # -- the loop ---------------------------------------------------------------------------------
 
-def train(cfg: TrainConfig, out_dir, *, resume=False, regularizers=(), progress=True,
-          on_epoch_end=None, log=print):
+def train(cfg: TrainConfig, out_dir, **kwargs):
     """Run (or resume) the training described by ``cfg`` in ``out_dir``; return the metrics.
+
+    Holds ``out_dir``'s lock (:func:`wrapkit.common.locking.exclusive_output`) throughout: a
+    second training into the same folder is refused at once. Keyword arguments: see
+    :func:`_train`.
+    """
+    with exclusive_output(out_dir, what=f"run folder {out_dir}",
+                          hint="wait for it to finish or choose another --out"):
+        return _train(cfg, out_dir, **kwargs)
+
+
+def _train(cfg: TrainConfig, out_dir, *, resume=False, regularizers=(), progress=True,
+           on_epoch_end=None, log=print):
+    """The training loop of :func:`train` (the caller holds the folder's lock).
 
     Parameters
     ----------

@@ -37,6 +37,7 @@ import numpy as np
 
 from wrapkit.common.errors import UserError
 from wrapkit.common.files import atomic_write_bytes
+from wrapkit.common.tables import read_int_csv
 
 from .datapath import MacConfig, mac_stream, operand_range
 
@@ -311,13 +312,8 @@ class MacOpStream:
                                     f"{', '.join(missing)}; it needs a, w, en, clr")
                 return cls(**arrays, source=path.name)
             if path.suffix == ".csv":
-                table = np.genfromtxt(path, delimiter=",", names=True, dtype=np.int64)
-                names = table.dtype.names or ()
-                missing = [k for k in _REQUIRED if k not in names]
-                if missing:
-                    raise UserError(f"stimulus file {path} lacks column(s) "
-                                    f"{', '.join(missing)}; the header must be a,w,en,clr")
-                table = np.atleast_1d(table)
+                table = read_int_csv(path, _REQUIRED, ranges={"en": (0, 1), "clr": (0, 1)},
+                                     what="stimulus file")
                 return cls(*(table[k] for k in _REQUIRED), source=path.name)
         except (ValueError, TypeError, OSError) as exc:
             raise UserError(f"stimulus file {path} is malformed ({exc})") from None

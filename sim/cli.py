@@ -53,8 +53,9 @@ def _print_failure(result):
 
 def _run_cosim_mac(args):
     check_simulator(args.sim)
-    check_flag_count("--ops", args.ops)
-    from .cosim import cosim_mac
+    from .cosim import DRIVEN_LIMIT_WHY, MAX_DRIVEN_OPS, cosim_mac
+
+    check_flag_count("--ops", args.ops, hi=MAX_DRIVEN_OPS, why=DRIVEN_LIMIT_WHY)
 
     t0 = time.perf_counter()
     result = cosim_mac(args.config, args.sim, ops=args.ops, seed=args.seed,
@@ -106,7 +107,9 @@ def _run_cosim_paper(args):
     sims = [check_simulator(s.strip()) for s in args.sims.split(",") if s.strip()]
     if not sims:
         raise FlagError("--sims", f"needs at least one of {', '.join(SIMULATORS)}")
-    check_flag_count("--ops", args.ops)
+    from .cosim import DRIVEN_LIMIT_WHY, MAX_DRIVEN_OPS
+
+    check_flag_count("--ops", args.ops, hi=MAX_DRIVEN_OPS, why=DRIVEN_LIMIT_WHY)
     from .tools import prepare_simulator
 
     for sim in sims:  # fail on a missing tool before spending time on generation

@@ -12,7 +12,7 @@ from .designs import cyclic_bank, resolve_mac
 from .runner import SimResult, run
 from .tools import check_simulator
 
-__all__ = ["CosimResult", "cosim_cyclic", "cosim_mac"]
+__all__ = ["DRIVEN_LIMIT_WHY", "MAX_DRIVEN_OPS", "CosimResult", "cosim_cyclic", "cosim_mac"]
 
 
 @dataclass
@@ -48,6 +48,15 @@ class CosimResult:
         return self.sim_result.ok and self.mismatches == 0 and self.checked > 0
 
 
+#: Most random operations of one driven MAC cosimulation: the testbench holds the whole
+#: stimulus and its expected values in memory (about 40 bytes per operation) and drives
+#: about 20,000 operations per second, so this is some 800 MB and a quarter of an hour.
+MAX_DRIVEN_OPS = 20_000_000
+#: Why :data:`MAX_DRIVEN_OPS` exists, for messages.
+DRIVEN_LIMIT_WHY = ("the driven testbench holds every operation in memory; for longer "
+                    "streams use `wrapkit cosim layer`, which streams in bounded chunks")
+
+
 def cosim_mac(config, sim="icarus", ops=20000, seed=1, rtl_dir=None, full_width=True):
     """Cosimulate a MAC design against ``wrapkit.ref``.
 
@@ -74,6 +83,9 @@ def cosim_mac(config, sim="icarus", ops=20000, seed=1, rtl_dir=None, full_width=
     check_simulator(sim)
     if isinstance(ops, bool) or not isinstance(ops, int) or ops < 1:
         raise ValueError(f"ops must be an integer >= 1, got {ops!r}")
+    if ops > MAX_DRIVEN_OPS:
+        raise ValueError(f"ops must be at most {MAX_DRIVEN_OPS:,} ({DRIVEN_LIMIT_WHY}), got "
+                         f"{ops:,}")
     manifest = resolve_mac(config, rtl_dir)
     from wrapkit.hw.manifest import load_manifest, verilog_path
 

@@ -56,6 +56,9 @@ def register_layer(sub):
 
 
 def _run(args):
+    if args.json:
+        from wrapkit.common.paths import check_output_file
+        check_output_file(args.json, "--json", inputs=(args.model,))
     if args.datapath == "array":
         from .layer_array import run_cli
         return run_cli(args)

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wrapkit.common import processes
 from wrapkit.common.buildcache import build_once, hash_parts
 from wrapkit.ref.datapath import MacConfig
 from wrapkit.ref.opstream import MacOpStream
@@ -209,7 +210,7 @@ def build_preloaded(manifest, verilog, sim, depth, *, root=None):
                    "-Mdir", str(folder / "obj"), "-o", str(exe),
                    str(folder / "main.cpp"), str(folder / "wk_stream.v"), str(verilog)]
         with open(log, "w") as f:
-            proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=folder)
+            proc = processes.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=folder)
         if proc.returncode != 0 or not exe.is_file():
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
             raise SimulationError(f"{sim} failed to build the preloaded testbench for "
@@ -306,8 +307,7 @@ class PendingRun:
 
     def cancel(self):
         """Stop the simulator (an error elsewhere left it running) and remove its files."""
-        self.proc.kill()
-        self.proc.communicate()
+        processes.stop(self.proc)
         for f in (self.ops_file, self.res_file):
             f.unlink(missing_ok=True)
 
@@ -348,8 +348,8 @@ def start_preloaded(manifest, command, stream, *, workdir):
     ops_file.write_bytes(_hex_bytes(packed, (aw + ww + 2 + 3) // 4))
     cmd = command + [f"+n={len(stream)}", f"+ops={ops_file}", f"+res={res_file}"]
     t1 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=workdir)
+    proc = processes.popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           cwd=workdir)
     return PendingRun(proc, cmd, ops_file, res_file, stream, t1, t1 - t0)
 
 
@@ -378,6 +378,9 @@ def finish_preloaded(manifest, pending, *, timeout=600):
         pending.cancel()
         raise SimulationError(f"{' '.join(pending.cmd[:3])} did not finish within "
                               f"{timeout} s") from None
+    except BaseException:  # Ctrl-C or SIGTERM while waiting: the simulator goes too
+        pending.cancel()
+        raise
     t2 = time.perf_counter()
     try:
         if pending.proc.returncode != 0 or "ERROR" in output or not pending.res_file.is_file():

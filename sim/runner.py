@@ -26,6 +26,7 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 import uuid
@@ -33,8 +34,9 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wrapkit.common import processes
 from wrapkit.common.buildcache import build_once, hash_parts
-from wrapkit.common.errors import UserError
+from wrapkit.common.errors import ExternalToolError, UserError
 
 from .tools import prepare_simulator, simulator_version
 
@@ -45,6 +47,7 @@ __all__ = [
     "TestOutcome",
     "build",
     "build_root",
+    "managed_runner",
     "run",
     "waves_enabled",
 ]
@@ -66,7 +69,7 @@ _KEEP_RUNS = 20
 _BUILT = ".wrapkit-built"
 
 
-class SimulationError(RuntimeError):
+class SimulationError(ExternalToolError):
     """The simulator failed to build a design or ended without writing results."""
 
 
@@ -140,7 +143,7 @@ def build(sources, top, sim, *, root=None, waves=None):
         from cocotb_tools.runner import get_runner
 
         log = build_dir / "build.log"
-        runner = get_runner(sim)
+        runner = managed_runner(get_runner(sim))
         saved = _objcache_env(sim, base)
         try:
             runner.build(
@@ -166,6 +169,26 @@ def build(sources, top, sim, *, root=None, waves=None):
                                                    "waves": waves}) + "\n")
 
     return build_once(build_dir, _BUILT, compile_design)
+
+
+def managed_runner(runner):
+    """``runner`` (a cocotb runner) with its commands started through
+    :mod:`wrapkit.common.processes`, so that a killed wrapkit leaves no simulator running.
+
+    cocotb runs each build and test command with :func:`subprocess.run`, from one method
+    (``_execute_cmds``); that method is replaced on this instance only.
+    """
+    import types
+
+    def execute_cmds(self, cmds, cwd, stdout=None):
+        for cmd in cmds:
+            stderr = None if stdout is None else subprocess.STDOUT
+            result = processes.run(cmd, cwd=cwd, env=self.env, stdout=stdout, stderr=stderr)
+            if result.returncode != 0:
+                raise RuntimeError(f"Command failed with return code: {result.returncode}")
+
+    runner._execute_cmds = types.MethodType(execute_cmds, runner)
+    return runner
 
 
 def _objcache_env(sim, base):
@@ -349,7 +372,7 @@ def run(sources, top, test_module, sim, *, env=None, testcase=None, seed=None, r
     log_file = run_dir / "sim.log"
     env[REPORT_DIR_ENV] = str(run_dir)
 
-    runner = get_runner(sim)
+    runner = managed_runner(get_runner(sim))
     t0 = time.perf_counter()
     try:
         runner.test(

@@ -36,20 +36,34 @@ from pathlib import Path
 
 import numpy as np
 
+from wrapkit.common.errors import VerificationMismatch
 from wrapkit.ref.datapath import MacConfig, operand_range
 from wrapkit.ref.opstream import MacOpStream
 
 from .tools import ToolError, run_tool
 
-__all__ = ["Activity", "check_stimulus", "random_stimulus", "simulate", "testbench"]
+__all__ = ["GATE_LEVEL_LIMIT_WHY", "MAX_GATE_LEVEL_OPS", "Activity", "GateLevelMismatch", "check_stimulus", "random_stimulus", "simulate", "testbench"]
 
 #: Reset cycles before the first operation.
 RESET_CYCLES = 3
 
 
+#: Most operations one gate-level simulation takes: its testbench, per-cycle samples and
+#: toggle counts are held whole, and at a few thousand operations per second more would run
+#: for hours.
+MAX_GATE_LEVEL_OPS = 1_000_000
+#: Why :data:`MAX_GATE_LEVEL_OPS` exists, for messages.
+GATE_LEVEL_LIMIT_WHY = ("a gate-level simulation holds every operation in memory and runs a "
+                        "few thousand operations per second")
+
+
 def check_stimulus(stim: MacOpStream, cfg: MacConfig):
-    """Raise ValueError unless ``stim`` fits the design ``cfg`` and pulses no reset (the
-    gate-level testbench resets the design only before the first operation)."""
+    """Raise ValueError unless ``stim`` fits the design ``cfg``, pulses no reset (the
+    gate-level testbench resets the design only before the first operation) and holds at
+    most :data:`MAX_GATE_LEVEL_OPS` operations."""
+    if len(stim) > MAX_GATE_LEVEL_OPS:
+        raise ValueError(f"it holds {len(stim):,} operations; at most {MAX_GATE_LEVEL_OPS:,} "
+                         f"fit ({GATE_LEVEL_LIMIT_WHY})")
     stim.check(cfg)
     if stim.rst.any():
         raise ValueError("the gate-level testbench drives no reset during the stream; give a "
@@ -65,6 +79,9 @@ def random_stimulus(cfg: MacConfig, n_ops, *, seed=0, dot_len=64):
     """
     if isinstance(n_ops, bool) or not isinstance(n_ops, (int, np.integer)) or n_ops < 1:
         raise ValueError(f"n_ops must be an integer >= 1, got {n_ops!r}")
+    if n_ops > MAX_GATE_LEVEL_OPS:
+        raise ValueError(f"n_ops must be at most {MAX_GATE_LEVEL_OPS:,} "
+                         f"({GATE_LEVEL_LIMIT_WHY}), got {n_ops:,}")
     if isinstance(dot_len, bool) or not isinstance(dot_len, (int, np.integer)) or dot_len < 1:
         raise ValueError(f"dot_len must be an integer >= 1, got {dot_len!r}")
     rng = np.random.default_rng(seed)
@@ -297,6 +314,10 @@ def simulate(manifest, netlist_v, flat, stim: MacOpStream, cell_models, out_dir,
                     sfall=full[:, 3], sim_period=period, timed=sdf is not None)
 
 
+class GateLevelMismatch(ToolError, VerificationMismatch):
+    """The synthesized netlist computed something else than wrapkit.ref (exit status 1)."""
+
+
 def _check_against_reference(cfg, stim, got, latency, out_dir):
     acc_ref, out_ref = stim.reference(cfg)
     expect = {"acc": acc_ref}
@@ -312,7 +333,7 @@ def _check_against_reference(cfg, stim, got, latency, out_dir):
         for i, (g, r) in enumerate(zip(col, ref)):
             if g is None or g != int(r):
                 shown = "x" if g is None else f"{g} (0x{g & ((1 << cfg.acc_bits) - 1):x})"
-                raise ToolError(
+                raise GateLevelMismatch(
                     f"gate-level simulation disagrees with wrapkit.ref.mac_stream at "
                     f"operation {i}: {name} = {shown}, expected {int(r)} "
                     f"(0x{int(r) & ((1 << cfg.acc_bits) - 1):x}); files in {out_dir}")

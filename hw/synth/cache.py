@@ -8,7 +8,9 @@ versions, the flow version and the options. Changing any of them changes the key
 entry is never read; deleting the folder is always safe.
 
 Entries are written to a temporary folder and renamed into place, so a crashed or concurrent
-run leaves either a complete entry or none.
+run leaves either a complete entry or none. Each entry records its files' SHA-256 digests
+(:func:`wrapkit.common.buildcache.write_manifest`); an entry whose files were since deleted or
+changed is removed and computed again.
 """
 
 import json
@@ -17,7 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from wrapkit.common.buildcache import hash_parts
+from wrapkit.common.buildcache import hash_parts, verified_folder, write_manifest
 
 __all__ = ["cache_dir", "cache_key", "cached_entry", "commit_entry"]
 
@@ -39,7 +41,11 @@ def cache_key(kind, *parts):
 def cached_entry(kind, key):
     """The folder of a complete cache entry, or None."""
     path = cache_dir() / kind / key
-    return path if (path / "result.json").is_file() else None
+    if verified_folder(path, "result.json"):
+        return path
+    if path.exists():  # damaged (a file deleted or changed): compute it again
+        shutil.rmtree(path, ignore_errors=True)
+    return None
 
 
 def commit_entry(kind, key, work_dir, result):
@@ -56,10 +62,11 @@ def commit_entry(kind, key, work_dir, result):
             if item.is_file():
                 shutil.copy2(item, tmp / item.name)
         (tmp / "result.json").write_text(json.dumps(result, indent=1, sort_keys=True))
+        write_manifest(tmp)
         try:
             os.replace(tmp, final)
         except OSError:
-            if not (final / "result.json").is_file():
+            if not verified_folder(final, "result.json"):
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:

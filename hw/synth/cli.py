@@ -46,6 +46,14 @@ def _run(args):
     from .evaluate import evaluate
     from .report import design_markdown
 
+    from wrapkit.common.flags import check_flag_count
+
+    from .activity import GATE_LEVEL_LIMIT_WHY, MAX_GATE_LEVEL_OPS
+
+    check_flag_count("--ops", args.ops, hi=MAX_GATE_LEVEL_OPS, why=GATE_LEVEL_LIMIT_WHY)
+    if args.json:
+        from wrapkit.common.paths import check_output_file
+        check_output_file(args.json, "--json", inputs=(args.design,))
     if args.design == "paper":
         return _run_paper(args)
     stimulus = None

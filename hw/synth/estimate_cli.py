@@ -65,8 +65,18 @@ def register_estimate(subparsers):
 
 
 def _run(args):
+    from wrapkit.common.paths import check_output_file
+
     from .network import estimate_export, estimate_markdown
 
+    from wrapkit.common.flags import check_flag_count
+
+    from .activity import GATE_LEVEL_LIMIT_WHY, MAX_GATE_LEVEL_OPS
+
+    check_flag_count("--ops", args.ops, hi=MAX_GATE_LEVEL_OPS, why=GATE_LEVEL_LIMIT_WHY)
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:
+            check_output_file(path, flag, inputs=(args.model,))
     if args.baseline_acc_bits != 0 and not 2 <= args.baseline_acc_bits <= 62:
         raise FlagError("--baseline-acc-bits", "must be 0 (no baseline) or in [2, 62], got "
                                                f"{args.baseline_acc_bits}")

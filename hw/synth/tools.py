@@ -21,7 +21,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from wrapkit.common.errors import UserError
+from wrapkit.common import processes
+from wrapkit.common.errors import ExternalToolError, UserError
 
 __all__ = [
     "DEFAULT_LIBERTY",
@@ -40,7 +41,7 @@ DEFAULT_LIBERTY = Path("/usr/share/qflow/tech/osu018/osu018_stdcells.lib")
 TOOL_PACKAGES = {"yosys": "yosys", "sta": "opensta", "iverilog": "iverilog", "vvp": "iverilog"}
 
 
-class ToolError(RuntimeError):
+class ToolError(ExternalToolError):
     """A flow program ran but failed on input that wrapkit produced (a bug, not bad input).
 
     Carries the stage name and the tail of the program's log so the failure can be read
@@ -77,7 +78,7 @@ def tool_version(name):
 def _tool_version(name, path):
     args = {"yosys": ["-V"], "sta": ["-version"], "iverilog": ["-V"], "vvp": ["-V"]}[name]
     try:
-        out = subprocess.run([path, *args], capture_output=True, text=True, timeout=30,
+        out = processes.run([path, *args], capture_output=True, text=True, timeout=30,
                              stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise UserError(f"`{name}` does not run ({exc}); reinstall the Debian package "
@@ -120,7 +121,7 @@ def run_tool(name, args, *, cwd, stage, log_name, timeout=600, check=True):
     path = require_tool(name)
     cwd = Path(cwd)
     try:
-        proc = subprocess.run([path, *args], cwd=cwd, stdout=subprocess.PIPE,
+        proc = processes.run([path, *args], cwd=cwd, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL, errors="replace")
     except subprocess.TimeoutExpired:
