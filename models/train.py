@@ -372,7 +372,7 @@ def load_model(path):
 # -- the loop ---------------------------------------------------------------------------------
 
 def train(cfg: TrainConfig, out_dir, *, resume=False, regularizers=(), progress=True,
-          on_epoch_end=None, log=print):
+          on_epoch_end=None, epoch_probe=None, log=print):
     """Run (or resume) the training described by ``cfg`` in ``out_dir``; return the metrics.
 
     Parameters
@@ -382,6 +382,10 @@ def train(cfg: TrainConfig, out_dir, *, resume=False, regularizers=(), progress=
         config adds to the wrapnet fine-tuning when ``cfg.ro > 0``.
     on_epoch_end : callable(metrics) or None
         Called after each epoch's checkpoint is on disk (tests use it to interrupt a run).
+    epoch_probe : callable(model, stage, epoch) -> dict, or None
+        Measurements taken after each epoch (test accuracy, overflow rates, ...); the dict is
+        stored in that epoch's history entry under ``"probe"``. Training curves use it
+        (``benchmarks/wrapnet_overflow.py``); it must not change the model's parameters.
     """
     out_dir = Path(out_dir)
     ckpt_path = out_dir / CHECKPOINT
@@ -453,6 +457,9 @@ def train(cfg: TrainConfig, out_dir, *, resume=False, regularizers=(), progress=
             stats = _train_epoch(model, opt, train_ds, cfg, stage, si, epoch, active, progress)
             stats.update(stage=stage.name, epoch=epoch + 1,
                          seconds=round(time.perf_counter() - t0, 3))
+            if epoch_probe is not None:
+                stats["probe"] = epoch_probe(model, stage, epoch + 1)
+                model.train()
             metrics["history"].append(stats)
             log(f"train: {stage.name} epoch {epoch + 1}/{stage.epochs}: loss {stats['loss']:.4f} "
                 f"train acc {stats['accuracy']:.4f} ({stats['seconds']:.1f} s)")
