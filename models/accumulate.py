@@ -31,7 +31,8 @@ import torch
 
 from .qconfig import ACC_BITS_RANGE, K_RANGE, Accumulator, check_int
 
-__all__ = ["accumulate", "cyclic", "overflow_mask", "overflow_penalty", "wrap"]
+__all__ = ["LIMITS", "accumulate", "cyclic", "excess_limit", "overflow_mask", "overflow_penalty",
+           "wrap"]
 
 
 def _wrap_near(z, bits):
@@ -154,11 +155,33 @@ def overflow_mask(z, bits):
     return (z < -half) | (z >= half)
 
 
-def overflow_penalty(z, bits):
-    """R^o of one layer (§2.3.2): mean over neurons of max(|z| - 2^(b-1), 0).
+#: What counts as "too large" for step selection and R^o: beyond the register (the paper's
+#: overflow, |z| >= 2^(b-1)) or beyond the cyclic activation's linear part (|z| > t).
+LIMITS = ("register", "fold")
 
-    ``z`` are the exact (unwrapped) pre-activations in integer units; the mean runs over the
-    batch too, so the penalty does not grow with the batch size.
+
+def excess_limit(bits, k=None, limit="register"):
+    """The magnitude beyond which a pre-activation is penalised and counted.
+
+    ``"register"``: 2^(b-1), the register's range (§2.3.2). ``"fold"``: the cyclic fold
+    threshold t = k·2^(b-1)/(k+1); the cyclic activation maps every |z| in (t, 2^(b-1)) to
+    k·(2^(b-1) - |z|), as wrong a value for the next layer as an overflow, so with k = 2 a
+    register "without overflow" still distorts everything beyond two thirds of its range.
+    Without a cyclic activation (k None) both are 2^(b-1).
     """
     half = float(1 << (check_int("acc_bits", bits, *ACC_BITS_RANGE) - 1))
-    return torch.relu(z.abs() - half).mean()
+    if limit not in LIMITS:
+        raise ValueError(f"limit must be one of {', '.join(LIMITS)}, got {limit!r}")
+    if limit == "register" or k is None:
+        return half
+    return float(Fraction(k << (bits - 1), k + 1))
+
+
+def overflow_penalty(z, bits, k=None, limit="register"):
+    """R^o of one layer (§2.3.2): mean over neurons of max(|z| - L, 0), L = 2^(b-1).
+
+    ``z`` are the exact (unwrapped) pre-activations in integer units; the mean runs over the
+    batch too, so the penalty does not grow with the batch size. ``limit="fold"`` uses the
+    cyclic fold threshold for L (see :func:`excess_limit`).
+    """
+    return torch.relu(z.abs() - excess_limit(bits, k, limit)).mean()

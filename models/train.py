@@ -36,6 +36,7 @@ from wrapkit import __version__
 from wrapkit.common.errors import UserError
 from wrapkit.common.files import atomic_write_bytes, atomic_write_json
 
+from .accumulate import LIMITS
 from .calibrate import OverflowMeter, range_steps, select_steps, tracing
 from .data import DATASETS, batches, load_dataset
 from .nets import MODELS, build_model
@@ -78,6 +79,10 @@ class TrainConfig:
     k: int = 2                        # cyclic slope; the paper's best (Table 2.2)
     p: float = 5.0                    # target overflow rate in percent; the paper's best (Table 2.3)
     ro: float = 0.01                  # R^o coefficient; the paper's CIFAR-10 value
+    # What p and R^o count as too large: "register" (overflow, the paper) or "fold" (beyond
+    # the cyclic activation's linear part, overflow included; accumulate.excess_limit)
+    overflow_limit: str = "register"
+    ro_warmup: bool = False           # R^o in the warm-up too (the paper's ImageNet recipe)
     epochs: int = 3                   # the method's main stage (train / qa / finetune)
     warmup_epochs: int = 2            # wrapnet warm-up with cyclic layers, float activations
     pretrain_epochs: int = 0          # qa / wrapnet: qw pre-training (0 when --init gives one)
@@ -101,6 +106,9 @@ class TrainConfig:
         choice("model", self.model, tuple(MODELS))
         choice("dataset", self.dataset, DATASETS)
         choice("weights", self.weights, ("binary", "ternary", "uniform"))
+        choice("overflow_limit", self.overflow_limit, LIMITS)
+        if not isinstance(self.ro_warmup, bool):
+            raise TypeError(f"ro_warmup must be a bool, not {self.ro_warmup!r}")
         if self.weights == "uniform":
             check_int("weight_bits", self.weight_bits, *WEIGHT_BITS_RANGE)
         elif self.weight_bits is not None:
@@ -212,7 +220,7 @@ def _calibrate(model, cfg, stage, train_ds):
         choices = range_steps(model, x, bits=cfg.act_bits)
     else:
         choices = select_steps(model, x, target_rate=cfg.p / 100, acc_bits=cfg.acc_bits,
-                               max_bits=cfg.max_act_bits)
+                               max_bits=cfg.max_act_bits, k=cfg.k, limit=cfg.overflow_limit)
     return [c.to_dict() for c in choices]
 
 
@@ -319,7 +327,9 @@ def _load_checkpoint(path):
 
 def _check_same_run(saved, cfg, path):
     new = cfg.to_dict()
-    diff = sorted(k for k in new if k not in _RESUME_FREE and saved.get(k) != new[k])
+    # a setting the saved run predates had its default value there
+    default = TrainConfig().to_dict()
+    diff = sorted(k for k in new if k not in _RESUME_FREE and saved.get(k, default[k]) != new[k])
     if diff:
         shown = ", ".join(f"{k}: {saved.get(k)!r} -> {new[k]!r}" for k in diff)
         raise UserError(f"cannot resume {path}: settings differ from the interrupted run "
@@ -412,7 +422,9 @@ def train(cfg: TrainConfig, out_dir, *, resume=False, regularizers=(), progress=
     stages = plan(cfg)
     regs = list(regularizers)
     if cfg.method == "wrapnet" and cfg.ro > 0:
-        regs.insert(0, OverflowPenalty(cfg.ro, stages=("finetune",)))
+        regs.insert(0, OverflowPenalty(cfg.ro, limit=cfg.overflow_limit,
+                                       stages=("warmup", "finetune") if cfg.ro_warmup
+                                       else ("finetune",)))
 
     if state is None:
         metrics = {"wrapkit": __version__, "config": cfg.to_dict(), "complete": False,
