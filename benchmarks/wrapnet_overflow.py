@@ -74,7 +74,8 @@ def _baseline(seed, epochs, match, probe=True):
                                         eval_acc_bits=(8,), seed=seed)}
 
 
-#: The recipe change this study arrives at (see docs/results/wrapnet_overflow.md).
+#: The recipe change this study arrives at (see docs/results/wrapnet_overflow.md): p and R^o
+#: count everything beyond the cyclic fold threshold; R^o in the warm-up too (when there is one).
 FIX = dict(overflow_limit="fold", ro_warmup=True)
 
 
@@ -86,10 +87,17 @@ def experiments():
             _baseline(0, 4, "wrapnet_demo_s0"),
             # the recipe fix at the demo's budget
             _wrapnet("wrapnet_fix_s0", 0, 1, 3, **FIX),
-            _baseline(0, 4, "wrapnet_fix_s0")]
+            _baseline(0, 4, "wrapnet_fix_s0"),
+            # the same budget without the float-activation warm-up: 4 epochs of fine-tuning
+            _wrapnet("wrapnet_fixnowarm_s0", 0, 0, 4, **FIX),
+            _baseline(0, 4, "wrapnet_fixnowarm_s0"),
+            _bwn(1), _bwn(2)]
     for seed in (1, 2):
-        runs += [_bwn(seed), _wrapnet(f"wrapnet_fix_s{seed}", seed, 1, 3, probe=False, **FIX),
-                 _baseline(seed, 4, f"wrapnet_fix_s{seed}", probe=False)]
+        runs += [_wrapnet(f"wrapnet_fixnowarm_s{seed}", seed, 0, 4, probe=False, **FIX),
+                 _baseline(seed, 4, f"wrapnet_fixnowarm_s{seed}", probe=False)]
+    # a longer schedule, the same for both networks
+    runs += [_wrapnet("wrapnet_fixnowarm6_s0", 0, 0, 6, **FIX),
+             _baseline(0, 6, "wrapnet_fixnowarm6_s0")]
     return {r["name"]: r for r in runs}
 
 

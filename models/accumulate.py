@@ -106,7 +106,7 @@ class _Cyclic(torch.autograd.Function):
         fold = _indicator(a > _threshold(bits, k, z.dtype), m)
         # k·(2^(b-1) - |m|) with the sign of m where folded, 0 elsewhere; (2^(b-1) - |m|)
         # first, so every step stays exact where the result is used.
-        folded = a.neg_().add_(half).mul_(fold).mul_(k).copysign_(m)
+        folded = torch.rsub(a, half).mul_(fold).mul_(k).copysign_(m)
         keep = fold.mul_(-1.0).add_(1.0)          # 1 - fold
         out = m.mul_(keep).add_(folded)           # m where kept, the fold-back value elsewhere
         if ctx.needs_input_grad[0]:
