@@ -264,7 +264,8 @@ def report():
     for name, r in runs.items():
         summary[name] = {
             "config": {k: r["config"][k] for k in ("method", "epochs", "warmup_epochs", "seed",
-                                                   "p", "ro", "act_bits", "lr")
+                                                   "p", "ro", "overflow_limit", "ro_warmup",
+                                                   "act_bits", "lr")
                        if k in r["config"]},
             "test_accuracy": r["final"]["test_accuracy"],
             "mean_overflow_rate": r["final"]["mean_overflow_rate"],

@@ -89,8 +89,8 @@ def register(subparsers):
 
 _FIELDS = ("method", "model", "widths", "weights", "weight_bits", "act_bits", "max_act_bits",
            "acc_bits", "k", "p", "ro", "overflow_limit", "ro_warmup", "epochs", "warmup_epochs",
-           "pretrain_epochs", "lr", "batch_size", "dataset", "data_dir", "train_subset", "calib_images",
-           "eval_acc_bits", "init", "seed", "threads")
+           "pretrain_epochs", "lr", "batch_size", "dataset", "data_dir", "train_subset",
+           "calib_images", "eval_acc_bits", "init", "seed", "threads")
 
 
 def _as_flag(message):
