@@ -18,8 +18,9 @@ On integers ``|m| <= t`` is the same test as ``|m| <= floor(t)``, the threshold 
 part, -k on the fold-back parts (the modulo's own derivative is 1 almost everywhere).
 
 The two functions are written as autograd Functions rather than chains of tensor ops so that
-backward keeps one byte per element (the fold-back mask) instead of every intermediate; this
-is what keeps a WrapNet epoch close to a float one (``benchmarks/wrapnet_epoch_time.py``).
+backward keeps one tensor (the slope) instead of every intermediate and costs one
+multiplication; together with arithmetic on 0/1 factors in place of ``torch.where`` this is
+what keeps a WrapNet epoch close to a float one (``benchmarks/wrapnet_epoch_time.py``).
 """
 
 import functools
@@ -30,7 +31,8 @@ import torch
 
 from .qconfig import ACC_BITS_RANGE, K_RANGE, Accumulator, check_int
 
-__all__ = ["accumulate", "cyclic", "overflow_mask", "overflow_penalty", "wrap"]
+__all__ = ["LIMITS", "accumulate", "cyclic", "excess_limit", "overflow_mask", "overflow_penalty",
+           "wrap"]
 
 
 def _wrap_near(z, bits):
@@ -45,10 +47,20 @@ def _wrap_near(z, bits):
     return torch.add(z, torch.round(z * (1.0 / period)), alpha=-period)
 
 
+def _indicator(cond, like):
+    """``cond`` as 0.0 / 1.0 in ``like``'s dtype.
+
+    Arithmetic with such a factor replaces ``torch.where``, which is several times slower
+    than a multiplication on CPU, and every product below is exact (a factor of 0 or 1).
+    """
+    return cond.to(like.dtype)
+
+
 def _wrap_values(z, bits):
     m = _wrap_near(z, bits)
     half = float(1 << (bits - 1))
-    return torch.where(m >= half, m - 2 * half, m)  # the tie +2^(b-1) belongs to -2^(b-1)
+    # the tie +2^(b-1) belongs to -2^(b-1)
+    return m.sub_(_indicator(m >= half, m).mul_(2 * half))
 
 
 class _Wrap(torch.autograd.Function):
@@ -80,8 +92,10 @@ def _threshold(bits, k, dtype):
 
 
 class _Cyclic(torch.autograd.Function):
-    # Written for few passes over memory (this runs on every activation tensor, twice per
-    # training step): 9 elementwise passes forward, 2 backward.
+    # This runs on every activation tensor of every training step, so it is written for few,
+    # cheap passes over memory: no torch.where (slow on CPU), in-place arithmetic with 0/1
+    # factors instead, and one float tensor saved for backward, the slope itself (1 on the
+    # linear part, -k on the fold-back parts), so that backward is a single multiplication.
     @staticmethod
     def forward(ctx, z, bits, k):
         half = float(1 << (bits - 1))
@@ -89,18 +103,20 @@ class _Cyclic(torch.autograd.Function):
         # of -2^(b-1).
         m = _wrap_near(z, bits)
         a = m.abs()
-        fold = a > _threshold(bits, k, z.dtype)
-        # k·(2^(b-1) - |m|) with the sign of m: k·(2^(b-1) - m) above t, -k·(2^(b-1) + m) below
-        # -t. (2^(b-1) - |m|) first, so every step stays exact where the result is used.
-        a = torch.rsub(a, half).mul_(k).copysign_(m)
-        ctx.save_for_backward(fold)
-        ctx.k = k
-        return torch.where(fold, a, m)
+        fold = _indicator(a > _threshold(bits, k, z.dtype), m)
+        # k·(2^(b-1) - |m|) with the sign of m where folded, 0 elsewhere; (2^(b-1) - |m|)
+        # first, so every step stays exact where the result is used.
+        folded = torch.rsub(a, half).mul_(fold).mul_(k).copysign_(m)
+        keep = fold.mul_(-1.0).add_(1.0)          # 1 - fold
+        out = m.mul_(keep).add_(folded)           # m where kept, the fold-back value elsewhere
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(keep.mul_(k + 1).sub_(k))  # slope: 1 kept, -k folded
+        return out
 
     @staticmethod
     def backward(ctx, grad):
-        (fold,) = ctx.saved_tensors
-        return torch.where(fold, grad * (-ctx.k), grad), None, None
+        (slope,) = ctx.saved_tensors
+        return grad * slope, None, None
 
 
 def wrap(z, bits):
@@ -139,11 +155,33 @@ def overflow_mask(z, bits):
     return (z < -half) | (z >= half)
 
 
-def overflow_penalty(z, bits):
-    """R^o of one layer (§2.3.2): mean over neurons of max(|z| - 2^(b-1), 0).
+#: What counts as "too large" for step selection and R^o: beyond the register (the paper's
+#: overflow, |z| >= 2^(b-1)) or beyond the cyclic activation's linear part (|z| > t).
+LIMITS = ("register", "fold")
 
-    ``z`` are the exact (unwrapped) pre-activations in integer units; the mean runs over the
-    batch too, so the penalty does not grow with the batch size.
+
+def excess_limit(bits, k=None, limit="register"):
+    """The magnitude beyond which a pre-activation is penalised and counted.
+
+    ``"register"``: 2^(b-1), the register's range (§2.3.2). ``"fold"``: the cyclic fold
+    threshold t = k·2^(b-1)/(k+1); the cyclic activation maps every |z| in (t, 2^(b-1)) to
+    k·(2^(b-1) - |z|), as wrong a value for the next layer as an overflow, so with k = 2 a
+    register "without overflow" still distorts everything beyond two thirds of its range.
+    Without a cyclic activation (k None) both are 2^(b-1).
     """
     half = float(1 << (check_int("acc_bits", bits, *ACC_BITS_RANGE) - 1))
-    return torch.relu(z.abs() - half).mean()
+    if limit not in LIMITS:
+        raise ValueError(f"limit must be one of {', '.join(LIMITS)}, got {limit!r}")
+    if limit == "register" or k is None:
+        return half
+    return float(Fraction(k << (bits - 1), k + 1))
+
+
+def overflow_penalty(z, bits, k=None, limit="register"):
+    """R^o of one layer (§2.3.2): mean over neurons of max(|z| - L, 0), L = 2^(b-1).
+
+    ``z`` are the exact (unwrapped) pre-activations in integer units; the mean runs over the
+    batch too, so the penalty does not grow with the batch size. ``limit="fold"`` uses the
+    cyclic fold threshold for L (see :func:`excess_limit`).
+    """
+    return torch.relu(z.abs() - excess_limit(bits, k, limit)).mean()

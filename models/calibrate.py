@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .accumulate import overflow_mask
+from .accumulate import excess_limit, overflow_mask
 from .layers import quant_layers
 from .qconfig import ACC_BITS_RANGE, ACT_BITS_RANGE, ActQuant, check_int
 
@@ -119,18 +119,27 @@ def _bits_for(step, x_hi, max_bits):
 
 
 @torch.no_grad()
-def overflow_rate(layer, x, step, bits, acc_bits, batch_size=256):
+def overflow_rate(layer, x, step, bits, acc_bits, batch_size=256, *, k=None, limit="register"):
     """Fraction of ``layer``'s pre-activations that overflow ``acc_bits`` for inputs ``x``
-    quantized with ``ActQuant(step, bits)`` (the layer's own quantizers are left untouched)."""
+    quantized with ``ActQuant(step, bits)`` (the layer's own quantizers are left untouched).
+
+    ``limit="fold"`` counts the pre-activations beyond the cyclic fold threshold of slope
+    ``k`` instead (``accumulate.excess_limit``): those the cyclic activation does not pass
+    unchanged, overflows included.
+    """
     saved, traced = layer.act_quant, layer.tracing
     layer.act_quant = ActQuant(step=step, bits=bits)
     layer.tracing = True
     over = total = 0
+    beyond = excess_limit(acc_bits, k, limit)
     try:
         for i in range(0, len(x), batch_size):
             layer(x[i:i + batch_size])
             z = layer.last.z
-            over += int(overflow_mask(z, acc_bits).sum())
+            if limit == "register" or k is None:
+                over += int(overflow_mask(z, acc_bits).sum())
+            else:
+                over += int((z.abs() > beyond).sum())
             total += z.numel()
     finally:
         layer.act_quant = saved
@@ -149,6 +158,8 @@ class StepChoice:
     overflow_rate: float  # at the accumulator width, calibration images
     x_hi: float           # 99.9th percentile of the layer's float inputs
     capped: bool = False  # True when even 1 bit overflows more than the target
+    limit: str = "register"    # what the target counted (accumulate.LIMITS)
+    excess_rate: float | None = None  # the rate the target bounds (= overflow_rate for register)
 
     def act_quant(self):
         return ActQuant(step=self.step, bits=self.bits)
@@ -157,7 +168,8 @@ class StepChoice:
         return asdict(self)
 
 
-def select_steps(model, x_calib, *, target_rate, acc_bits, max_bits=8, progress=None):
+def select_steps(model, x_calib, *, target_rate, acc_bits, max_bits=8, k=None,
+                 limit="register", progress=None):
     """Choose every quantized layer's step for an overflow rate <= ``target_rate``.
 
     Parameters
@@ -172,6 +184,10 @@ def select_steps(model, x_calib, *, target_rate, acc_bits, max_bits=8, progress=
         Accumulator width the rate refers to.
     max_bits : int
         Widest activation the selection may choose.
+    k, limit : int or None, str
+        ``limit="fold"`` bounds the fraction of pre-activations beyond the cyclic fold
+        threshold of slope ``k`` (overflows and fold-backs) rather than the overflows alone
+        (``"register"``, the paper's §2.3.3); see ``accumulate.excess_limit``.
 
     Returns
     -------
@@ -188,8 +204,9 @@ def select_steps(model, x_calib, *, target_rate, acc_bits, max_bits=8, progress=
         x = inputs[name]
         x_hi = _upper_range(x)
 
-        def rate(s):
-            return overflow_rate(layer, x, s, _bits_for(s, x_hi, max_bits), acc_bits)
+        def rate(s, limit=limit):
+            return overflow_rate(layer, x, s, _bits_for(s, x_hi, max_bits), acc_bits, k=k,
+                                 limit=limit)
 
         fine, coarse = x_hi / ((1 << max_bits) - 1), x_hi
         capped = False
@@ -207,7 +224,9 @@ def select_steps(model, x_calib, *, target_rate, acc_bits, max_bits=8, progress=
                     lo = mid
             step = math.exp(hi)
         bits = _bits_for(step, x_hi, max_bits)
-        choices.append(StepChoice(name, step, bits, rate(step), x_hi, capped))
+        excess = rate(step)
+        over = excess if limit == "register" else rate(step, "register")
+        choices.append(StepChoice(name, step, bits, over, x_hi, capped, limit, excess))
         if progress is not None:
             progress(choices[-1])
     return choices

@@ -57,6 +57,11 @@ def register_train(subparsers):
                    help="wrapnet: target overflow rate in percent (5)")
     p.add_argument("--ro", type=float, default=0.01,
                    help="wrapnet: overflow penalty coefficient R^o (0.01; 0 disables)")
+    p.add_argument("--overflow-limit", default="register", choices=("register", "fold"),
+                   help="what --p and R^o count: overflows of the register (the paper) or "
+                        "everything beyond the cyclic fold threshold k·2^(b-1)/(k+1) (register)")
+    p.add_argument("--ro-warmup", action="store_true",
+                   help="apply R^o in the warm-up stage too (the paper's ImageNet recipe)")
     p.add_argument("--epochs", type=int, default=3, help="main stage epochs (3)")
     p.add_argument("--warmup-epochs", type=int, default=2, help="wrapnet warm-up epochs (2)")
     p.add_argument("--pretrain-epochs", type=int, default=0,
@@ -83,9 +88,9 @@ def register_train(subparsers):
 
 
 _FIELDS = ("method", "model", "widths", "weights", "weight_bits", "act_bits", "max_act_bits",
-           "acc_bits", "k", "p", "ro", "epochs", "warmup_epochs", "pretrain_epochs", "lr",
-           "batch_size", "dataset", "data_dir", "train_subset", "calib_images",
-           "eval_acc_bits", "init", "seed", "threads")
+           "acc_bits", "k", "p", "ro", "overflow_limit", "ro_warmup", "epochs", "warmup_epochs",
+           "pretrain_epochs", "lr", "batch_size", "dataset", "data_dir", "train_subset",
+           "calib_images", "eval_acc_bits", "init", "seed", "threads")
 # TrainConfig fields -> the flags that set them (every field has a flag of its own name).
 _FLAGS = {name: flag_name(name) for name in _FIELDS}
 

@@ -60,6 +60,30 @@ class _RoundSTE(torch.autograd.Function):
         return grad, None, None
 
 
+class _ActCodes(torch.autograd.Function):
+    """round(clamp(x / step, 0, qmax)); gradient 1/step inside [0, qmax], 0 where clipped.
+
+    One function rather than division, clamp and rounding as separate autograd nodes: the
+    clipped straight-through gradient becomes one saved 0/1 factor and a multiplication
+    (autograd's clamp backward uses ``torch.where``, which is slow on CPU).
+    """
+
+    @staticmethod
+    def forward(ctx, x, step, qmax):
+        u = x / step
+        codes = torch.clamp(u, 0, qmax)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward((codes == u).to(u.dtype))
+            ctx.step = step
+        # rounding after clamping to integer bounds equals clamping after rounding
+        return codes.round_()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inside,) = ctx.saved_tensors
+        return (grad * inside).div_(ctx.step), None, None
+
+
 def _channel_view(s, w):
     return s.view(-1, *([1] * (w.dim() - 1)))
 
@@ -159,12 +183,9 @@ class ActFakeQuant(nn.Module):
         cfg = self._config
         if cfg is None:
             return x
-        u = x / cfg.step
         if cfg.bits is None:
-            return u
-        # clamp's own gradient is the clipped straight-through estimator (1 inside the range,
-        # 0 outside); rounding after clamping to integer bounds equals clamping after rounding.
-        return _RoundSTE.apply(torch.clamp(u, 0, cfg.qmax))
+            return x / cfg.step
+        return _ActCodes.apply(x, cfg.step, cfg.qmax)
 
     def get_extra_state(self):
         return None if self._config is None else self._config.to_dict()

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from .accumulate import overflow_penalty
+from .accumulate import excess_limit, overflow_penalty
 from .layers import quant_layers
 
 __all__ = ["OverflowPenalty", "Regularizer"]
@@ -51,12 +51,23 @@ class Regularizer:
 
 
 class OverflowPenalty(Regularizer):
-    """R^o = Σ_layers mean_neurons max(|z_q| - 2^(b-1), 0) (§2.3.2), on the exact pre-activations
-    before the cyclic activation, with each layer's own accumulator width ``b``."""
+    """R^o = Σ_layers mean_neurons max(|z_q| - L, 0) (§2.3.2), on the exact pre-activations
+    before the cyclic activation, with each layer's own accumulator.
+
+    ``limit="register"``: L = 2^(b-1) (the paper). ``limit="fold"``: L = the cyclic fold
+    threshold k·2^(b-1)/(k+1), so the penalty also pushes pre-activations out of the range
+    that the cyclic activation folds back (``accumulate.excess_limit``).
+    """
 
     name = "overflow"
 
+    def __init__(self, coef, stages=("finetune",), limit="register"):
+        super().__init__(coef, stages)
+        excess_limit(8, 2, limit)  # validates limit
+        self.limit = limit
+
     def penalty(self, model):
-        terms = [overflow_penalty(layer.last.z, layer.accumulator.bits).float()
+        terms = [overflow_penalty(layer.last.z, layer.accumulator.bits, layer.accumulator.k,
+                                  self.limit).float()
                  for _, layer in quant_layers(model)]
         return torch.stack(terms).sum() if terms else torch.zeros(())

@@ -38,6 +38,7 @@ from wrapkit.common.errors import UserError
 from wrapkit.common.files import atomic_write_bytes, atomic_write_json
 from wrapkit.common.locking import exclusive_output
 
+from .accumulate import LIMITS
 from .calibrate import OverflowMeter, range_steps, select_steps, tracing
 from .data import DATASETS, batches, load_dataset
 from .nets import MODELS, build_model
@@ -82,6 +83,10 @@ class TrainConfig:
     k: int = 2                        # cyclic slope; the paper's best (Table 2.2)
     p: float = 5.0                    # target overflow rate in percent; the paper's best (Table 2.3)
     ro: float = 0.01                  # R^o coefficient; the paper's CIFAR-10 value
+    # What p and R^o count as too large: "register" (overflow, the paper) or "fold" (beyond
+    # the cyclic activation's linear part, overflow included; accumulate.excess_limit)
+    overflow_limit: str = "register"
+    ro_warmup: bool = False           # R^o in the warm-up too (the paper's ImageNet recipe)
     epochs: int = 3                   # the method's main stage (train / qa / finetune)
     warmup_epochs: int = 2            # wrapnet warm-up with cyclic layers, float activations
     pretrain_epochs: int = 0          # qa / wrapnet: qw pre-training (0 when --init gives one)
@@ -106,6 +111,9 @@ class TrainConfig:
         choice("model", self.model, tuple(MODELS))
         choice("dataset", self.dataset, DATASETS)
         choice("weights", self.weights, ("binary", "ternary", "uniform"))
+        choice("overflow_limit", self.overflow_limit, LIMITS)
+        if not isinstance(self.ro_warmup, bool):
+            raise TypeError(f"ro_warmup must be a bool, not {self.ro_warmup!r}")
         if self.weights == "uniform":
             check_int("weight_bits", self.weight_bits, *WEIGHT_BITS_RANGE)
         elif self.weight_bits is not None:
@@ -217,7 +225,7 @@ def _calibrate(model, cfg, stage, train_ds):
         choices = range_steps(model, x, bits=cfg.act_bits)
     else:
         choices = select_steps(model, x, target_rate=cfg.p / 100, acc_bits=cfg.acc_bits,
-                               max_bits=cfg.max_act_bits)
+                               max_bits=cfg.max_act_bits, k=cfg.k, limit=cfg.overflow_limit)
     return [c.to_dict() for c in choices]
 
 
@@ -326,7 +334,9 @@ def _load_checkpoint(path):
 
 def _check_same_run(saved, cfg, path):
     new = cfg.to_dict()
-    diff = sorted(k for k in new if k not in _RESUME_FREE and saved.get(k) != new[k])
+    # a setting the saved run predates had its default value there
+    default = TrainConfig().to_dict()
+    diff = sorted(k for k in new if k not in _RESUME_FREE and saved.get(k, default[k]) != new[k])
     if diff:
         shown = ", ".join(f"{k}: {saved.get(k)!r} -> {new[k]!r}" for k in diff)
         raise UserError(f"cannot resume {path}: settings differ from the interrupted run "
@@ -398,7 +408,7 @@ def train(cfg: TrainConfig, out_dir, **kwargs):
 
 
 def _train(cfg: TrainConfig, out_dir, *, resume=False, regularizers=(), progress=True,
-           on_epoch_end=None, log=print):
+           on_epoch_end=None, epoch_probe=None, log=print):
     """The training loop of :func:`train` (the caller holds the folder's lock).
 
     Parameters
@@ -408,6 +418,10 @@ def _train(cfg: TrainConfig, out_dir, *, resume=False, regularizers=(), progress
         config adds to the wrapnet fine-tuning when ``cfg.ro > 0``.
     on_epoch_end : callable(metrics) or None
         Called after each epoch's checkpoint is on disk (tests use it to interrupt a run).
+    epoch_probe : callable(model, stage, epoch) -> dict, or None
+        Measurements taken after each epoch (test accuracy, overflow rates, ...); the dict is
+        stored in that epoch's history entry under ``"probe"``. Training curves use it
+        (``benchmarks/wrapnet_overflow.py``); it must not change the model's parameters.
     """
     out_dir = Path(out_dir)
     ckpt_path = out_dir / CHECKPOINT
@@ -434,7 +448,9 @@ def _train(cfg: TrainConfig, out_dir, *, resume=False, regularizers=(), progress
     stages = plan(cfg)
     regs = list(regularizers)
     if cfg.method == "wrapnet" and cfg.ro > 0:
-        regs.insert(0, OverflowPenalty(cfg.ro, stages=("finetune",)))
+        regs.insert(0, OverflowPenalty(cfg.ro, limit=cfg.overflow_limit,
+                                       stages=("warmup", "finetune") if cfg.ro_warmup
+                                       else ("finetune",)))
 
     if state is None:
         metrics = {"wrapkit": __version__, "config": cfg.to_dict(), "complete": False,
@@ -479,6 +495,9 @@ def _train(cfg: TrainConfig, out_dir, *, resume=False, regularizers=(), progress
             stats = train_epoch(model, opt, train_ds, cfg, stage, si, epoch, active, progress)
             stats.update(stage=stage.name, epoch=epoch + 1,
                          seconds=round(time.perf_counter() - t0, 3))
+            if epoch_probe is not None:
+                stats["probe"] = epoch_probe(model, stage, epoch + 1)
+                model.train()
             metrics["history"].append(stats)
             log(f"train: {stage.name} epoch {epoch + 1}/{stage.epochs}: loss {stats['loss']:.4f} "
                 f"train acc {stats['accuracy']:.4f} ({stats['seconds']:.1f} s)")
