@@ -52,6 +52,7 @@ class FlowStage:
 _TRAIN_SETTINGS = ("dataset", "model", "widths", "train_subset", "batch_size", "lr", "seed",
                    "fp32_epochs", "bwn_epochs", "warmup_epochs", "finetune_epochs",
                    "baseline_epochs", "calib_images", "acc_bits", "k", "p", "ro",
+                   "overflow_limit", "ro_warmup",
                    "max_act_bits", "baseline_act_bits", "baseline_acc_bits")
 
 STAGES = (

@@ -52,6 +52,7 @@ def _train_plan(cfg):
     plan.append(("wrapnet", lambda done, init: TrainConfig(
         method="wrapnet", init=init, warmup_epochs=cfg.warmup_epochs,
         epochs=cfg.finetune_epochs, acc_bits=cfg.acc_bits, k=cfg.k, p=cfg.p, ro=cfg.ro,
+        overflow_limit=cfg.overflow_limit, ro_warmup=cfg.ro_warmup,
         max_act_bits=cfg.max_act_bits, **common)))
 
     def baseline(done, init):
