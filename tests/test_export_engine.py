@@ -129,10 +129,16 @@ def test_corrupted_truncated_and_foreign_files_are_rejected(tiny_export, tmp_pat
 def test_schema_shape_and_range_violations_are_rejected(tiny_export, tmp_path):
     exp = tiny_export[2]
     h = json.loads(json.dumps(exp.header))
-    h["schema"] = "wrapkit.export/2"
-    with pytest.raises(UserError, match=r"schema 'wrapkit.export/2' is not supported \(this "
-                                        r"wrapkit reads 'wrapkit.export/1'\)"):
+    h["schema"] = "wrapkit.export/3"
+    with pytest.raises(UserError, match=r"schema 'wrapkit.export/3' is not supported \(this "
+                                        r"wrapkit reads 'wrapkit.export/1' and "
+                                        r"'wrapkit.export/2'\)"):
         read_export(_rewrite(exp, tmp_path / "schema.wkx", h))
+    # A graph (version 2) file is refused by the layer-chain reader with a pointer to infer.
+    h["schema"] = "wrapkit.export/2"
+    with pytest.raises(UserError, match=r"is an integer-graph export \(wrapkit.export/2\); "
+                                        r"this command reads layer chains"):
+        read_export(_rewrite(exp, tmp_path / "schema2.wkx", h))
     codes = exp.tensors["block3.conv.weight_codes"]
     with pytest.raises(UserError, match=r"layer 2 \(block3\.conv\): tensor "
                                         r"'block3\.conv\.weight_codes' has shape \[16, 8, 3\], "
