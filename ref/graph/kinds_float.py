@@ -9,6 +9,7 @@ the same logits bit for bit. Every report marks these nodes as float.
 import numpy as np
 
 from ..engine_layers import hwc_matrix, im2col
+from .kinds_int import channel_view, check_channel_axis
 from .nodekind import NodeKind, Weight, bool_attr, float_attr, int_attr
 from .types import TensorType
 
@@ -47,19 +48,20 @@ def _quantize_infer(node, x):
     return TensorType.integer(x.shape, node.attrs["bits"], False, node.attrs["step"])
 
 
-def _channel_view(v, ndim):
-    return v.reshape((-1,) + (1,) * (ndim - 2))
+def _channel_view(v, ndim, axis=0):
+    return channel_view(v, ndim, axis)
 
 
 def _dequant_run(node, y):
-    out = y.astype(np.float32) * _channel_view(node.weights["scale"], y.ndim)
-    out += _channel_view(node.weights["shift"], y.ndim)
+    axis = node.attrs["axis"]
+    out = y.astype(np.float32) * _channel_view(node.weights["scale"], y.ndim, axis)
+    out += _channel_view(node.weights["shift"], y.ndim, axis)
     return np.maximum(out, 0, out=out) if node.attrs["relu"] else out
 
 
 def _dequant_infer(node, y):
     _require(y, "int")
-    c = y.shape[0]
+    c = check_channel_axis(node, y)
     for role in ("scale", "shift"):
         if node.weights[role].shape != (c,):
             raise ValueError(f"{role} must have one value per channel ({c}), got shape "
@@ -142,7 +144,8 @@ FLOAT_KINDS = (
              (float_attr("step"), int_attr("bits", 1, 16)), (), _quantize_infer,
              _quantize_run),
     NodeKind("dequant", "codes -> float32 y·scale + shift per channel [ReLU]", (1, 1),
-             (bool_attr("relu", False),), (Weight("scale", _F32), Weight("shift", _F32)),
+             (bool_attr("relu", False), int_attr("axis", 0, 7, 0)),
+             (Weight("scale", _F32), Weight("shift", _F32)),
              _dequant_infer, _dequant_run),
     NodeKind("conv2d_float", "float32 convolution [+bias] [·post_scale + post_shift] [ReLU]",
              (1, 1), (int_attr("stride", 1, 64, 1), int_attr("padding", 0, 64, 0),

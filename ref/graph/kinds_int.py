@@ -14,7 +14,7 @@ from .nodekind import Attr, NodeKind, Weight, bool_attr, float_attr, int_attr, \
     int_list_attr, pair_attr
 from .types import TensorType
 
-__all__ = ["INT_KINDS"]
+__all__ = ["INT_KINDS", "channel_view", "check_channel_axis"]
 
 _I64 = (np.int64,)
 
@@ -53,10 +53,24 @@ def _hi(node):
 
 # -- requantization and rescale -----------------------------------------------------------------
 
+def channel_view(v, ndim, axis):
+    """Per-channel vector ``v`` shaped to broadcast over a batch-first array of ``ndim`` axes
+    whose channels are per-sample axis ``axis``."""
+    return v.reshape((-1,) + (1,) * (ndim - 2 - axis))
+
+
+def check_channel_axis(node, t):
+    """The node's ``axis`` attribute checked against the input type; returns the channels."""
+    axis = node.attrs["axis"]
+    if axis >= len(t.shape):
+        raise ValueError(f"axis {axis} does not exist in {t.describe()}")
+    return t.shape[axis]
+
+
 def _channel_constants(node, ndim):
-    """multiplier, bias, shift shaped to broadcast over batch-first axis 1 (the channels)."""
-    view = (-1,) + (1,) * (ndim - 2)
-    return tuple(node.weights[r].reshape(view) for r in ("multiplier", "bias", "shift"))
+    axis = node.attrs["axis"]
+    return tuple(channel_view(node.weights[r], ndim, axis)
+                 for r in ("multiplier", "bias", "shift"))
 
 
 def _requant_run(node, y):
@@ -66,7 +80,7 @@ def _requant_run(node, y):
 
 def _requant_infer(node, y):
     _require_int(y)
-    c = y.shape[0]
+    c = check_channel_axis(node, y)
     for role in ("multiplier", "bias", "shift"):
         if node.weights[role].shape != (c,):
             raise ValueError(f"{role} must have one value per channel ({c}), got shape "
@@ -195,7 +209,34 @@ def _avg_pool_run(node, x):
 
 
 def _global_avg_pool_run(node, x):
+    if x.dtype.kind == "f":
+        # A float edge (before a float classifier): the float32 mean, as PyTorch's.
+        return x.mean(axis=(2, 3), keepdims=True, dtype=np.float32)
     return ops.avg_pool2d(x, x.shape[2:])
+
+
+def _pad_run(node, x):
+    if x.dtype.kind == "f":
+        p = node.attrs["pads"]
+        return np.pad(x, [(0, 0)] + [p[i:i + 2] for i in range(0, len(p), 2)])
+    return ops.pad(x, node.attrs["pads"])
+
+
+def _transpose_run(node, x):
+    axes = node.attrs["axes"]
+    if x.dtype.kind == "f":
+        ops.transpose(np.zeros((1,) * x.ndim, np.int64), axes)     # the same axis checks
+        return x.transpose(axes)
+    return ops.transpose(x, axes)
+
+
+def _float_safe(op, x, *args):
+    """A layout op of ref.ops applied to a float edge tensor: the op's checks and output
+    shape on integers, the values moved by numpy's reshape (row-major, as the op)."""
+    if x.dtype.kind != "f":
+        return op(x, *args)
+    shape = op(np.zeros((1, *x.shape[1:]), np.int64), *args).shape
+    return x.reshape(len(x), *shape[1:])
 
 
 def _shape_list(v):
@@ -207,8 +248,11 @@ MOVING_KINDS = (
             _pool_attrs(), _max_pool_run, accepts_float=True),
     _moving("avg_pool2d", "exact window sum, then floor(S/area + 1/2)", _pool_attrs(),
             _avg_pool_run),
-    _moving("global_avg_pool2d", "avg_pool2d over the whole H×W map (output C×1×1)", (),
-            _global_avg_pool_run),
+    _moving("global_avg_pool2d", "avg_pool2d over the whole H×W map (output C×1×1; on "
+            "a float edge the float32 mean)", (), _global_avg_pool_run, accepts_float=True),
+    _moving("pad", "zero padding, [before, after] per sample axis", (int_list_attr("pads", 0,
+                                                                                 1 << 16),),
+            _pad_run, accepts_float=True),
     _moving("upsample_nearest", "nearest-neighbour upsampling by an integer factor",
             (pair_attr("scale", 1, 64),),
             lambda n, x: ops.upsample_nearest(x, n.attrs["scale"])),
@@ -217,11 +261,11 @@ MOVING_KINDS = (
     _moving("pixel_unshuffle", "(C, H·r, W·r) -> (C·r², H, W)", (int_attr("factor", 1, 64),),
             lambda n, x: ops.pixel_unshuffle(x, n.attrs["factor"])),
     _moving("reshape", "per-sample reshape in row-major order", (Attr("shape", _shape_list),),
-            lambda n, x: ops.reshape(x, n.attrs["shape"]), accepts_float=True),
+            lambda n, x: _float_safe(ops.reshape, x, n.attrs["shape"]), accepts_float=True),
     _moving("transpose", "permute the axes (axes[0] = 0: the batch axis stays first)",
-            (int_list_attr("axes", 0, 8),), lambda n, x: ops.transpose(x, n.attrs["axes"])),
+            (int_list_attr("axes", 0, 8),), _transpose_run, accepts_float=True),
     _moving("flatten", "(N, ...) -> (N, prod(...)) in row-major order", (),
-            lambda n, x: ops.flatten(x), accepts_float=True),
+            lambda n, x: _float_safe(ops.flatten, x), accepts_float=True),
 )
 
 
@@ -300,7 +344,8 @@ NONLINEAR_KINDS = (
 
 INT_KINDS = (
     NodeKind("requant", "per-channel clamp((y·m + b) >> s): BatchNorm, ReLU and the next "
-             "quantizer as fixed point", (1, 1), _out_attrs(),
+             "quantizer as fixed point (channels: per-sample axis ``axis``)", (1, 1),
+             (int_attr("axis", 0, 7, 0),) + _out_attrs(),
              (Weight("multiplier", _I64), Weight("bias", _I64), Weight("shift", _I64)),
              _requant_infer, _requant_run),
     NodeKind("rescale", "clamp(round_shift(x·m, s)): one tensor to another scale", (1, 1),

@@ -1,0 +1,152 @@
+"""Integer graphs exported by tracing vs PyTorch on a whole test set, node by node.
+
+Why: every network that is not the VGG-7 chain leaves PyTorch as an integer graph
+(docs/graph.md); the graph engine must reproduce it — the same accuracy, no prediction
+differing, every integer node's values identical. This script measures it for
+
+* a trained ResNet-20 (``--resnet RUN_DIR``; its residual adds are
+  :class:`wrapkit.models.residual.QuantAdd`), exported with ``wrapkit export``;
+* the depthwise + pixel-shuffle network and the attention block of
+  :mod:`wrapkit.models.graph_nets`, initialised (random weights, BatchNorm statistics from
+  2,000 training images, quantizer steps from the value range of 512 training images).
+
+Each network runs twice over the test set: end to end (the engine standardises the pixels
+and runs the float stem in numpy) and with the engine's ``quantize`` nodes fed PyTorch's
+codes (the integer path on identical inputs; the float32 stem in numpy and in PyTorch may
+round an ulp apart).
+
+Usage: .venv/bin/python benchmarks/graph_export.py --resnet runs/resnet20_wrapnet_a8k2
+       [--images N] [--out docs/results] [--export-dir runs]
+Writes graph_export.json/.md into --out.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wrapkit.common.files import atomic_write_json, atomic_write_text
+from wrapkit.models import load_model
+from wrapkit.models.data import input_standardisation, load_dataset
+from wrapkit.models.export import export_run
+from wrapkit.models.graph_nets import DepthwiseShuffleNet, TinyAttention, calibrate_ranges
+from wrapkit.models.trace import compare_with_pytorch, trace_model
+from wrapkit.ref.datasets import load_images
+from wrapkit.ref.graph import encode_graph
+
+DATASET = "fashion-mnist"
+
+
+def _measure(name, traced, images, x, labels, batch_size, how):
+    graph = traced.graph
+    row = {"network": name, "how": how, "images": len(images),
+           "nodes": len(graph.nodes),
+           "integer_nodes": sum(n.output.is_int for n in graph.nodes),
+           "float_nodes": [n.name for n in graph.nodes if not n.output.is_int],
+           "node_kinds": sorted({n.kind for n in graph.nodes})}
+    for feed in (False, True):
+        t0 = time.perf_counter()
+        r = compare_with_pytorch(traced, images, x, batch_size=batch_size,
+                                 feed_first_codes=feed)
+        e_pred, t_pred = r["engine_logits"].argmax(1), r["torch_logits"].argmax(1)
+        bad = {k: v["mismatches"] for k, v in r["nodes"].items() if v["mismatches"]}
+        key = "fed_pytorch_first_codes" if feed else "end_to_end"
+        row[key] = {
+            "engine_accuracy": float(np.mean(e_pred == labels)),
+            "pytorch_accuracy": float(np.mean(t_pred == labels)),
+            "predictions_differing": int(np.sum(e_pred != t_pred)),
+            "max_abs_logit_difference": float(np.abs(r["engine_logits"]
+                                                     - r["torch_logits"]).max()),
+            "integer_values_compared": int(sum(v["values"] for v in r["nodes"].values())),
+            "nodes_with_mismatches": bad,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        print(f"{name} [{key}]: {row[key]}", flush=True)
+    return row
+
+
+def _initialised(model, train, spec_x, seed=0):
+    torch.manual_seed(seed)
+    model.train()
+    with torch.no_grad():
+        for i in range(0, 2000, 250):
+            model(train.x[i:i + 250])
+    calibrate_ranges(model, spec_x)
+    return model.eval()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--resnet", required=True, help="trained ResNet-20 run directory")
+    ap.add_argument("--images", type=int, default=None, help="first N test images (all)")
+    ap.add_argument("--batch-size", type=int, default=200)
+    ap.add_argument("--out", default="docs/results")
+    ap.add_argument("--export-dir", default="runs")
+    args = ap.parse_args(argv)
+    out, export_dir = Path(args.out), Path(args.export_dir)
+    test_images = load_images(DATASET, "test").first(args.images)
+    train, test = load_dataset(DATASET)
+    x = test.x[:len(test_images)]
+    labels = test_images.labels
+    mean, std = input_standardisation(DATASET, None)
+    spec = {"shape": [1, 28, 28], "pixel_max": 255, "mean": mean, "std": std,
+            "dataset": DATASET}
+    rows = []
+
+    wkx = export_dir / "resnet20_graph.wkx"
+    t0 = time.perf_counter()
+    exp = export_run(args.resnet, wkx)
+    print(f"exported {args.resnet} -> {wkx} ({exp.header['schema']}, "
+          f"{time.perf_counter() - t0:.1f} s)", flush=True)
+    model = load_model(args.resnet).eval()
+    traced = trace_model(model, input_spec=spec)
+    assert encode_graph(traced.graph, source=exp.header["source"], input=exp.header["input"],
+                        num_classes=10) == wkx.read_bytes()
+    metrics = json.loads((Path(args.resnet) / "metrics.json").read_text())
+    row = _measure("ResNet-20", traced, test_images.pixels, x, labels, args.batch_size,
+                   "trained (see schedule)")
+    row["export"] = str(wkx)
+    row["export_sha256"] = exp.sha256
+    row["train_config"] = metrics.get("config")
+    row["train_seconds"] = metrics.get("train_seconds") or sum(
+        h.get("seconds", 0) for h in metrics.get("history", []))
+    rows.append(row)
+
+    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:512]
+    for name, net in (("depthwise + pixel shuffle", DepthwiseShuffleNet()),
+                      ("attention block", TinyAttention())):
+        _initialised(net, train, train.x[idx])
+        traced = trace_model(net, input_spec=spec)
+        rows.append(_measure(name, traced, test_images.pixels, x, labels, args.batch_size,
+                             "initialised"))
+    doc = {"dataset": DATASET, "rows": rows}
+    atomic_write_json(out / "graph_export.json", doc)
+    atomic_write_text(out / "graph_export.md", _markdown(doc))
+    print(f"wrote {out / 'graph_export.json'} and .md")
+
+
+def _markdown(doc):
+    lines = ["# Integer graphs exported by tracing vs PyTorch", "",
+             "`.venv/bin/python benchmarks/graph_export.py --resnet "
+             "runs/resnet20_wrapnet_a8k2`", ""]
+    lines += ["| network | weights | images | engine acc. | PyTorch acc. | predictions "
+              "differing | integer values compared | nodes with mismatches | ... fed "
+              "PyTorch's first codes |", "|---|---|---:|---:|---:|---:|---:|---|---|"]
+    for r in doc["rows"]:
+        e, f = r["end_to_end"], r["fed_pytorch_first_codes"]
+
+        def bad(d):
+            return ", ".join(f"{k} ({v})" for k, v in d["nodes_with_mismatches"].items()) \
+                or "none"
+        lines.append(f"| {r['network']} | {r['how']} | {r['images']:,} | "
+                     f"{e['engine_accuracy']:.4f} | {e['pytorch_accuracy']:.4f} | "
+                     f"{e['predictions_differing']} | {e['integer_values_compared']:,} | "
+                     f"{bad(e)} | {bad(f)} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
