@@ -348,3 +348,26 @@ def test_graph_json_is_plain_and_deterministic():
     text = json.dumps(graph.to_json(), sort_keys=True)
     assert json.loads(text)["nodes"][0]["attrs"]["acc"] == {"mode": "wrap", "bits": 8, "k": None}
     assert encode_graph(graph) == encode_graph(graph)
+
+
+@pytest.mark.parametrize("kind", ["conv2d", "linear", "matmul"])
+def test_blas_gemm_backend_gives_the_same_integers(kind):
+    for in_types, attrs, weights, _ in CASES[kind]:
+        graph = _single(kind, in_types, attrs, weights)
+        feeds = _feeds(in_types, n=4)
+        want = GraphEngine(graph).run(feeds)["n"]
+        np.testing.assert_array_equal(GraphEngine(graph, gemm="blas").run(feeds)["n"], want)
+
+
+def test_gemm_dtype_follows_the_exactness_bound():
+    from wrapkit.ref.graph.gemm import blas_gemm, gemm_dtype
+
+    assert gemm_dtype(1, (1 << 24) - 1, 1) is np.float32
+    assert gemm_dtype(1, 1 << 24, 1) is np.float64
+    assert gemm_dtype(1, 1 << 53, 1) is np.int64
+    # 2^24 + 1 is not a float32: a float32 GEMM would round it; the backend must not.
+    a = np.array([[1 << 24, 1]])
+    b = np.array([[1], [1]])
+    assert blas_gemm(a, b).tolist() == [[(1 << 24) + 1]]
+    with pytest.raises(UserError, match="gemm must be one of int64, blas"):
+        GraphEngine(_single("flatten", [U8(2, 3)]), gemm="fast")

@@ -16,6 +16,7 @@ module            what
 :mod:`.v1`        version-1 layer chains as graphs
 :mod:`.io`        ``.wkx`` schema version 2: ``read_graph``, ``write_graph``
 :mod:`.engine`    ``GraphEngine``: runs a graph batch-wise, every node's output on request
+:mod:`.gemm`      exact GEMM kernels of the MAC nodes (int64; float BLAS where exact)
 ================  =============================================================
 
 The arithmetic of every integer node kind is :mod:`wrapkit.ref.ops`'s; docs/graph.md

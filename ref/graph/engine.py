@@ -14,7 +14,8 @@ import numpy as np
 
 from wrapkit.common.errors import UserError
 
-from .registry import NODE_KINDS
+from .gemm import GEMMS
+from .registry import MAC_NODE_KINDS, NODE_KINDS
 
 __all__ = ["GraphEngine"]
 
@@ -27,11 +28,21 @@ class GraphEngine:
     graph : Graph
     check_ranges : bool
         Check each integer output against its type's code range (module docstring).
+    gemm : "int64" | "blas" | callable
+        The exact dot-product kernel of the MAC nodes (:mod:`.gemm`): numpy int64 (default,
+        no float anywhere), float BLAS where provably exact, or any ``(a, b) -> a @ b``
+        kernel that returns exact int64 sums (e.g. a torch integer GEMM from outside ref/).
     """
 
-    def __init__(self, graph, *, check_ranges=True):
+    def __init__(self, graph, *, check_ranges=True, gemm="int64"):
         self.graph = graph
         self.check_ranges = check_ranges
+        if callable(gemm):
+            self.gemm = gemm
+        elif gemm in GEMMS:
+            self.gemm = GEMMS[gemm]
+        else:
+            raise UserError(f"gemm must be one of {', '.join(GEMMS)} or a kernel, got {gemm!r}")
         # The position of each tensor's last consumer, so batches do not keep dead tensors.
         self._last_use = {}
         for i, node in enumerate(graph.nodes):
@@ -81,6 +92,9 @@ class GraphEngine:
                 out = np.asarray(given[node.name])
                 if node.output.is_int:
                     out = out.astype(np.int64)
+            elif self.gemm is not None and node.kind in MAC_NODE_KINDS:
+                out = NODE_KINDS[node.kind].run(node, *(values[s] for s in node.inputs),
+                                                gemm=self.gemm)
             else:
                 out = NODE_KINDS[node.kind].run(node, *(values[s] for s in node.inputs))
             t = node.output

@@ -1,5 +1,8 @@
 """MAC-type node kinds: conv2d (groups, dilation; depthwise included), linear, matmul.
 
+Their ``run`` takes an optional ``gemm`` kernel for the exact dot products (the engine's
+``gemm`` backends, :mod:`wrapkit.ref.graph.gemm`).
+
 Each forms exact integer dot products and finishes them with its accumulator (``acc``:
 exact, wrap, cyclic or saturate; :mod:`wrapkit.ref.ops.accumulator`). conv2d and linear
 multiply activation codes with a stored integer weight tensor (weight *values*, e.g. ±1 for
@@ -75,10 +78,10 @@ _MAC_WEIGHT_ATTRS = (Attr("weight_kind", _weight_kind, "int"),
                      int_attr("weight_bits", 2, 16, None))
 
 
-def _conv_run(node, x):
+def _conv_run(node, x, gemm=None):
     a = node.attrs
     return ops.conv2d(x, node.weights["weight"], stride=a["stride"], padding=a["padding"],
-                      dilation=a["dilation"], groups=a["groups"], acc=a["acc"])
+                      dilation=a["dilation"], groups=a["groups"], acc=a["acc"], gemm=gemm)
 
 
 def _conv_infer(node, x):
@@ -94,8 +97,8 @@ def _conv_infer(node, x):
                            int(np.abs(w).max()) if w.size else 0)
 
 
-def _linear_run(node, x):
-    return ops.linear(x, node.weights["weight"], acc=node.attrs["acc"])
+def _linear_run(node, x, gemm=None):
+    return ops.linear(x, node.weights["weight"], acc=node.attrs["acc"], gemm=gemm)
 
 
 def _linear_infer(node, x):
@@ -108,8 +111,8 @@ def _linear_infer(node, x):
                            int(np.abs(w).max()) if w.size else 0)
 
 
-def _matmul_run(node, a, b):
-    return ops.matmul(a, b, acc=node.attrs["acc"])
+def _matmul_run(node, a, b, gemm=None):
+    return ops.matmul(a, b, acc=node.attrs["acc"], gemm=gemm)
 
 
 def _matmul_infer(node, a, b):
