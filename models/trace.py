@@ -596,7 +596,8 @@ class _Recorder(torch.fx.Interpreter):
         return out
 
 
-def compare_with_pytorch(traced, pixels, x, *, batch_size=100, feed_first_codes=False):
+def compare_with_pytorch(traced, pixels, x, *, batch_size=100, feed_first_codes=False,
+                         gemm="int64"):
     """Run the graph engine and PyTorch on the same images; compare every integer node.
 
     Parameters
@@ -610,6 +611,9 @@ def compare_with_pytorch(traced, pixels, x, *, batch_size=100, feed_first_codes=
         Replace the engine's ``quantize`` nodes (the float stem's rounding, where numpy's and
         PyTorch's float32 arithmetic may differ by an ulp) by PyTorch's codes, so that the
         integer path is compared on identical inputs.
+    gemm : str
+        The engine's GEMM backend (:mod:`wrapkit.ref.graph.gemm`; every backend gives the same
+        integers).
 
     Returns
     -------
@@ -620,7 +624,7 @@ def compare_with_pytorch(traced, pixels, x, *, batch_size=100, feed_first_codes=
     from wrapkit.ref.graph.engine import GraphEngine
 
     graph = traced.graph
-    engine = GraphEngine(graph)
+    engine = GraphEngine(graph, gemm=gemm)
     int_nodes = [n.name for n in graph.nodes if n.output.is_int]
     stats = {n: {"values": 0, "mismatches": 0} for n in int_nodes}
     e_logits, t_logits = [], []
