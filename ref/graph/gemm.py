@@ -51,8 +51,27 @@ def blas_gemm(a, b, bound=None):
     if dtype is np.int64:
         return np.matmul(a.astype(np.int64), b.astype(np.int64))
     # Contiguous copies: numpy calls BLAS only for contiguous (or simply strided) matrices.
-    out = np.matmul(np.ascontiguousarray(a, dtype=dtype), np.ascontiguousarray(b, dtype=dtype))
+    out = _matmul_2d(np.ascontiguousarray(a, dtype=dtype), np.ascontiguousarray(b, dtype=dtype))
     return out.astype(np.int64)
+
+
+def _matmul_2d(a, b):
+    """``numpy.matmul`` with the stack folded into one 2-D GEMM where ``b`` is shared.
+
+    numpy runs a stack of matrices as one small GEMM each (16× slower than one large GEMM
+    for a batch of convolution rows); when ``b`` broadcasts over the leading axes of ``a``
+    the rows of every matrix of ``a`` can go through a single GEMM instead. Convolution
+    groups (``b`` of shape (1, G, K, N)) run one such GEMM per group.
+    """
+    lead_b = b.shape[:-2]
+    if all(d == 1 for d in lead_b):
+        out = a.reshape(-1, a.shape[-1]) @ b.reshape(b.shape[-2:])
+        lead = np.broadcast_shapes(a.shape[:-2], lead_b)
+        return out.reshape(*lead, a.shape[-2], b.shape[-1])
+    if a.ndim == b.ndim == 4 and b.shape[0] == 1 and a.shape[1] == b.shape[1]:
+        return np.concatenate([_matmul_2d(a[:, g:g + 1], b[:, g:g + 1])
+                               for g in range(b.shape[1])], axis=1)
+    return np.matmul(a, b)
 
 
 #: The engine's GEMM backends: name -> kernel (None: numpy int64 inside ref.ops).
