@@ -186,9 +186,9 @@ def _infer_graph(args, exp):
     from wrapkit.ref.datasets import load_images
     from wrapkit.ref.graph import GraphEngine
 
-    if args.gemm != "blas" or args.requant != "fixed" or args.stats:
-        raise UserError("--gemm, --requant and --stats apply to layer-chain (version 1) "
-                        f"files; {args.model} is an integer graph (version 2)")
+    if args.requant != "fixed" or args.stats:
+        raise UserError("--requant and --stats apply to layer-chain (version 1) files; "
+                        f"{args.model} is an integer graph (version 2)")
     spec = exp.header.get("input")
     if spec is None:
         raise UserError(f"{args.model} is a graph without an image input; `wrapkit infer` "
@@ -204,8 +204,8 @@ def _infer_graph(args, exp):
                         f"{'×'.join(map(str, want))} (C×H×W); use the dataset it was "
                         "trained on")
     print(f"infer: {args.model} (integer graph, {len(exp.graph.nodes)} nodes) on "
-          f"{len(images)} {dataset} test images", flush=True)
-    engine = GraphEngine(exp.graph)
+          f"{len(images)} {dataset} test images (gemm {args.gemm})", flush=True)
+    engine = GraphEngine(exp.graph, gemm=args.gemm)
     t0 = time.perf_counter()
     out = engine.run(images.pixels, batch_size=args.batch_size)
     wall = time.perf_counter() - t0

@@ -178,3 +178,5 @@ def test_export_and_infer_cli_write_and_run_a_graph(tmp_path, capsys):
     assert "integer graph" in text and "accuracy" in text
     assert main(["infer", str(out), "--stats", str(tmp_path / "s.json")]) == 2
     assert "apply to layer-chain (version 1) files" in capsys.readouterr().err
+    assert main(["infer", str(out), "--images", "20", "--gemm", "int64"]) == 0
+    assert "(gemm int64)" in capsys.readouterr().out
