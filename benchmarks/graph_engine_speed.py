@@ -118,7 +118,8 @@ def main(argv=None):
             print(f"{name:<9} {key:<12} {row['images_per_s']:>9.1f} img/s  "
                   f"{row['vs_torch_float']:.3f}× torch-float", flush=True)
     doc = {"threads": args.threads, "batch_size": args.batch_size, "images": n,
-           "repeats": args.repeats, "rows": rows}
+           "repeats": args.repeats, "load_average_after": list(os.getloadavg()),
+           "rows": rows}
     out = Path(args.out)
     atomic_write_json(out / "graph_engine_speed.json", doc)
     lines = ["# Graph engine speed vs float PyTorch", "",
@@ -128,6 +129,14 @@ def main(argv=None):
              "| network | contender | images/s | × torch-float |", "|---|---|---:|---:|"]
     lines += [f"| {r['network']} | {r['contender']} | {r['images_per_s']:.1f} | "
               f"{r['vs_torch_float']:.3f} |" for r in rows]
+    lines += ["", f"Load average after the run: {doc['load_average_after'][0]:.1f} "
+              f"(1 min) on {os.cpu_count()} cores. On a shared machine the ratios move with "
+              "the load: a 2-thread PyTorch forward loses more to other jobs than the "
+              "engine's mostly single-threaded numpy, so compare them only within one run.",
+              "", "graph-blas and graph-int64 compute the same integers "
+              "(`tests/test_graph.py`); the float-BLAS GEMM is exact because every partial "
+              "sum stays below 2^24 (float32) or 2^53 (float64), checked per call "
+              "(`wrapkit.ref.graph.gemm`)."]
     atomic_write_text(out / "graph_engine_speed.md", "\n".join(lines) + "\n")
 
 
