@@ -210,7 +210,8 @@ def _markdown(doc):
     lines += ["", "Float nodes (the graph's edges) per network: "
               + "; ".join(f"{r['network']}: {', '.join(r['float_nodes'])}"
                           for r in doc["rows"]), "",
-              "Largest |logit difference| engine − PyTorch (float edges only): "
+              "Largest |logit difference| engine − PyTorch, end to end (the differing first "
+              "codes included): "
               + ", ".join(f"{r['network']} {r['end_to_end']['max_abs_logit_difference']:.2g}"
                           for r in doc["rows"]) + "."]
     return "\n".join(lines) + "\n"
