@@ -75,7 +75,15 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--resnet", default=None, help="a trained ResNet-20 run to time")
     ap.add_argument("--out", default="docs/results")
+    ap.add_argument("--replot", action="store_true",
+                    help="only redraw graph_engine_speed.png from the JSON in --out")
     args = ap.parse_args(argv)
+    if args.replot:
+        import json
+
+        _plot(json.loads((Path(args.out) / "graph_engine_speed.json").read_text()),
+              Path(args.out) / "graph_engine_speed.png")
+        return
     torch.set_num_threads(args.threads)
     mean, std = input_standardisation("fashion-mnist", None)
     spec = {"shape": [1, 28, 28], "pixel_max": 255, "mean": mean, "std": std,
@@ -138,6 +146,37 @@ def main(argv=None):
               "sum stays below 2^24 (float32) or 2^53 (float64), checked per call "
               "(`wrapkit.ref.graph.gemm`)."]
     atomic_write_text(out / "graph_engine_speed.md", "\n".join(lines) + "\n")
+    _plot(doc, out / "graph_engine_speed.png")
+
+
+def _plot(doc, path):
+    """Images per second per network and contender, relative to torch-float."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nets = sorted({r["network"] for r in doc["rows"]}, key=["vgg7", "resnet20"].index)
+    keys = ["torch-float", "graph-int64", "graph-blas", "chain"]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    width = 0.2
+    for i, key in enumerate(keys):
+        vals = [next((r["vs_torch_float"] for r in doc["rows"]
+                      if r["network"] == n and r["contender"] == key), 0) for n in nets]
+        xs = [j + (i - 1.5) * width for j in range(len(nets))]
+        ax.bar(xs, vals, width, label=key)
+        for x_, v in zip(xs, vals):
+            if v:
+                ax.text(x_, v + 0.05, f"{v:.2f}", ha="center", fontsize=7)
+    ax.axhline(2.0, color="grey", ls="--", lw=0.8)
+    ax.text(len(nets) - 0.5, 2.05, "target 2×", fontsize=7, color="grey", ha="right")
+    ax.set_xticks(range(len(nets)), nets)
+    ax.set_ylabel("× float PyTorch (images/s)")
+    ax.set_title(f"Batch {doc['batch_size']}, {doc['threads']} threads (shared machine)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

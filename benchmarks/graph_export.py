@@ -107,8 +107,13 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=200)
     ap.add_argument("--out", default="docs/results")
     ap.add_argument("--export-dir", default="runs")
+    ap.add_argument("--replot", action="store_true",
+                    help="only redraw graph_export.png from the JSON in --out")
     args = ap.parse_args(argv)
     out, export_dir = Path(args.out), Path(args.export_dir)
+    if args.replot:
+        _plot(json.loads((out / "graph_export.json").read_text()), out / "graph_export.png")
+        return
     test_images = load_images(DATASET, "test").first(args.images)
     train, test = load_dataset(DATASET)
     x = test.x[:len(test_images)]
@@ -156,6 +161,7 @@ def main(argv=None):
     doc = {"dataset": DATASET, "rows": rows}
     atomic_write_json(out / "graph_export.json", doc)
     atomic_write_text(out / "graph_export.md", _markdown(doc))
+    _plot(doc, out / "graph_export.png")
     (out / "graph_export.partial.json").unlink(missing_ok=True)
     print(f"wrote {out / 'graph_export.json'} and .md")
 
@@ -171,6 +177,41 @@ def _schedule(row):
             f"{c.get('epochs')} --train-subset {subset} --lr {c.get('lr')} --threads "
             f"{c.get('threads')}` ({c.get('weights')} weights, batch {c.get('batch_size')}, "
             f"seed {c.get('seed')}; {subset or 60000} of the 60,000 training images)")
+
+
+def _plot(doc, path):
+    """Per network: integer values compared, and those differing end to end and from
+    PyTorch's first codes (log scale; a differing count of 0 is drawn at the axis floor)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = doc["rows"]
+    names = [r["network"] for r in rows]
+    series = [("integer values compared", [r["end_to_end"]["integer_values_compared"]
+                                           for r in rows]),
+              ("differing, end to end", [sum(r["end_to_end"]["nodes_with_mismatches"].values())
+                                         for r in rows]),
+              ("differing, fed PyTorch's first codes",
+               [sum(r["fed_pytorch_first_codes"]["nodes_with_mismatches"].values())
+                for r in rows])]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.27
+    for i, (label, values) in enumerate(series):
+        xs = [j + (i - 1) * width for j in range(len(rows))]
+        ax.bar(xs, [max(v, 0.8) for v in values], width, label=label)
+        for x_, v in zip(xs, values):
+            ax.text(x_, max(v, 0.8) * 1.3, f"{v:,}", ha="center", fontsize=7, rotation=90)
+    ax.set_yscale("log")
+    ax.set_ylim(0.5, 1e12)
+    ax.set_xticks(range(len(rows)), names)
+    ax.set_ylabel("integers (whole test set)")
+    ax.set_title("Graph engine vs PyTorch, every integer node, Fashion-MNIST test set")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _markdown(doc):
