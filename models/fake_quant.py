@@ -14,7 +14,7 @@ from torch import nn
 
 from .qconfig import ActQuant, WeightQuant
 
-__all__ = ["ActFakeQuant", "WeightFakeQuant"]
+__all__ = ["ActFakeQuant", "RoundSTE", "WeightFakeQuant"]
 
 # Smallest scale used when a channel's weights are all zero; any positive value works
 # because the codes are then all zero too.
@@ -45,7 +45,7 @@ class _TernarySTE(torch.autograd.Function):
         return grad, None
 
 
-class _RoundSTE(torch.autograd.Function):
+class RoundSTE(torch.autograd.Function):
     """round(u), optionally clamped to [lo, hi]; gradient straight through everywhere
     (weights: the scale is chosen so that the range covers every weight, up to the rounding
     of w / s_w)."""
@@ -115,7 +115,7 @@ class WeightFakeQuant(nn.Module):
             delta = cfg.threshold * a.mean(1) / s
             q = _TernarySTE.apply(u, _channel_view(delta, w))
         else:
-            q = _RoundSTE.apply(u, -cfg.qmax, cfg.qmax)
+            q = RoundSTE.apply(u, -cfg.qmax, cfg.qmax)
         return q, s
 
     def extra_repr(self):
@@ -164,7 +164,7 @@ class ActFakeQuant(nn.Module):
             return u
         # clamp's own gradient is the clipped straight-through estimator (1 inside the range,
         # 0 outside); rounding after clamping to integer bounds equals clamping after rounding.
-        return _RoundSTE.apply(torch.clamp(u, 0, cfg.qmax))
+        return RoundSTE.apply(torch.clamp(u, 0, cfg.qmax))
 
     def get_extra_state(self):
         return None if self._config is None else self._config.to_dict()

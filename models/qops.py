@@ -23,7 +23,7 @@ from wrapkit.common.checks import check_int, check_positive_float
 from wrapkit.ref.ops import AccumulatorMode, ExpConstants
 
 from . import intops
-from .fake_quant import _RoundSTE
+from .fake_quant import RoundSTE
 
 __all__ = ["CodeQuant", "QuantMatmul", "QuantSoftmax"]
 
@@ -48,7 +48,7 @@ class CodeQuant:
 
     def __call__(self, x):
         lo, hi = self.code_range
-        return _RoundSTE.apply(torch.clamp(x / self.step, lo, hi))
+        return RoundSTE.apply(torch.clamp(x / self.step, lo, hi))
 
     def to_dict(self):
         return asdict(self)

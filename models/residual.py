@@ -29,7 +29,7 @@ from torch import nn
 from wrapkit.ref.ops import add_multipliers
 
 from . import intops
-from .fake_quant import _RoundSTE
+from .fake_quant import RoundSTE
 
 __all__ = ["QuantAdd", "ResidualScales"]
 
@@ -93,8 +93,8 @@ class QuantAdd(nn.Module):
             return F.relu(a + b)
         s_a, n_a, s_b, n_b, s_out, n_out = sc
         half = 1 << (n_a - 1)
-        a_q = _RoundSTE.apply(torch.clamp(a / s_a, -half, half - 1))
-        b_q = _RoundSTE.apply(torch.clamp(b / s_b, 0, (1 << n_b) - 1))
+        a_q = RoundSTE.apply(torch.clamp(a / s_a, -half, half - 1))
+        b_q = RoundSTE.apply(torch.clamp(b / s_b, 0, (1 << n_b) - 1))
         m_a, m_b, shift = sc.multipliers
         out = intops.add(a_q, b_q, m_a, m_b, shift, out_bits=n_out, out_signed=False)
         return out * s_out

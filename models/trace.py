@@ -647,7 +647,7 @@ def compare_with_pytorch(traced, pixels, x, *, batch_size=100, feed_first_codes=
                 want[name] = _torch_codes(traced.probes[name], rec.values)
             given = {n.name: want[n.name] for n in graph.nodes
                      if feed_first_codes and n.kind == "quantize"}
-            feeds = engine._feeds(pixels[i:i + batch_size])
+            feeds = engine.check_inputs(pixels[i:i + batch_size])
             got = engine.run_batch(feeds, keep=int_nodes, given=given)
             fed = got
             if any(not np.array_equal(got[q], want[q]) for q in first):

@@ -49,7 +49,9 @@ class GraphEngine:
             for src in node.inputs:
                 self._last_use[src] = i
 
-    def _feeds(self, inputs):
+    def check_inputs(self, inputs):
+        """``{input name: batch-first array}`` checked against the graph's input types (shape,
+        integer range) and converted (int64 or float32); one array for a one-input graph."""
         g = self.graph
         if not isinstance(inputs, dict):
             if len(g.inputs) != 1:
@@ -136,7 +138,7 @@ class GraphEngine:
         unknown = [k for k in keep if k not in {n.name for n in self.graph.nodes}]
         if unknown:
             raise UserError(f"the graph has no node {unknown[0]!r}")
-        feeds = self._feeds(inputs)
+        feeds = self.check_inputs(inputs)
         total = len(next(iter(feeds.values())))
         parts = {}
         for start in range(0, total, batch_size):
