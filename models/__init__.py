@@ -8,11 +8,15 @@ Pieces, one concept per module:
 * :mod:`.accumulate` — wrap-around, the cyclic activation and the overflow penalty in torch,
   equal to ``wrapkit.ref`` on integers.
 * :mod:`.layers` — QuantConv2d / QuantLinear computing exact integer pre-activations.
-* :mod:`.nets` — VGG-7-style and ResNet-20-style networks.
+* :mod:`.nets` — VGG-7-style and ResNet-20-style networks; :mod:`.residual` — the quantized
+  residual add; :mod:`.qops` — quantized matmul and softmax; :mod:`.graph_nets` — a
+  depthwise/pixel-shuffle network and an attention block.
 * :mod:`.calibrate` — overflow measurement and step-size selection (§2.3.3).
 * :mod:`.regularizers` — R^o and the regularizer interface.
 * :mod:`.data` — training tensors, subsets and minibatches on top of :mod:`wrapkit.common.datasets`.
 * :mod:`.train` — the pipeline and resumable runs; :mod:`.cli` — ``wrapkit train``.
+* :mod:`.export` — the ``.wkx`` writer (VGG-7 layer chains); :mod:`.trace` — any network as
+  an integer graph by tracing.
 
 Importing this package imports torch; ``wrapkit.models.cli`` does not.
 """
@@ -30,6 +34,8 @@ _EXPORTS = {
     "layers": ["LayerTrace", "QuantConv2d", "QuantLinear", "integer_patches", "quant_layers"],
     "nets": ["ResNet20", "ResNet20Config", "VGG7", "VGG7Config", "build_model"],
     "qconfig": ["Accumulator", "ActQuant", "WeightQuant"],
+    "qops": ["CodeQuant", "QuantMatmul", "QuantSoftmax"],
+    "residual": ["QuantAdd"],
     "regularizers": ["OverflowPenalty", "Regularizer"],
     "train": ["TrainConfig", "evaluate", "layer_report", "load_model", "plan", "train"],
 }

@@ -13,11 +13,11 @@ describes both. This module turns a PyTorch model into that description:
   ``dequant`` (float per-channel scale/shift, ReLU) when the float classifier follows;
 * the classifier stays float.
 
-Only the VGG-7 chain is supported. ResNet-20's residual additions sum *float* activations of
-two branches (the block input and the second BatchNorm's output) before the next quantizer,
-so a ResNet-20 export would need float tensors between integer layers and a shared scale
-for the add that the trained network does not define; ``export_model`` rejects it with a
-clear error rather than exporting something the training did not compute.
+This layer-chain form (schema version 1) covers the VGG-7 chain, which the hardware flow
+(``sim/layer_mac.py``, ``hw/synth/network.py``, the flow) reads. Every other network —
+ResNet-20 with its quantized residual adds, depthwise, pixel-shuffle and attention networks
+— is exported as an integer graph (schema version 2) by tracing
+(:mod:`wrapkit.models.trace`); :func:`export_run` picks the form (docs/graph.md).
 """
 
 import json
@@ -62,8 +62,8 @@ def _stages(model):
     if not isinstance(model, VGG7):
         kind = type(model).__name__
         raise UserError(f"unsupported model {kind}: the export supports the VGG-7 chain only "
-                        "(ResNet-20's residual additions of float activations have no "
-                        "integer-only form in the trained network; see docs/export.md)")
+                        "in the layer-chain format 1; export it as an integer graph "
+                        "(--format 2, docs/graph.md)")
     stem = model.stem
     if not (isinstance(stem[0], nn.Conv2d) and isinstance(stem[2], nn.ReLU)):
         raise UserError("unexpected VGG-7 stem: expected Conv2d, BatchNorm2d, ReLU")
@@ -242,12 +242,23 @@ def _load_run(run):
     return model, state, metrics, file.parent
 
 
-def export_run(run, out, *, dataset=None, data_dir=None):
-    """Export a trained run (directory or ``model.pt``) to ``out``; returns the ExportFile.
+#: ``export_run``'s forms: version 1 (layer chain), version 2 (graph), or auto (version 1
+#: for the VGG-7 chain that the hardware flow reads, version 2 for everything else).
+FORMATS = ("auto", "1", "2")
+
+
+def export_run(run, out, *, dataset=None, data_dir=None, format="auto"):
+    """Export a trained run (directory or ``model.pt``) to ``out``.
 
     The dataset (for the input standardisation) defaults to the one the run trained on
     (``metrics.json``). The file is re-read and verified after writing.
+
+    Returns
+    -------
+    ExportFile (version 1) or :class:`wrapkit.ref.graph.GraphExport` (version 2)
     """
+    if format not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
     from wrapkit.common.datasets import load_images
     from wrapkit.ref.engine import Engine
     from wrapkit.ref.validate import validate
@@ -275,21 +286,50 @@ def export_run(run, out, *, dataset=None, data_dir=None):
               "model_config": mc.to_dict(),
               "pytorch_test_accuracy": state.get("test_accuracy"),
               "train_config": {k: cfg[k] for k in sorted(cfg) if k not in ("data_dir", "init")}}
+    n = min(256, len(test))
+    theirs = load_dataset(dataset, data_dir)[1].x[:n].numpy()
+    if format == "2" or (format == "auto" and not isinstance(model, VGG7)):
+        return _export_graph(model, input_spec, source, out, test.pixels[:n], theirs)
     header, tensors = export_model(model, input_spec=input_spec, source=source)
     data = encode(header, tensors)
     exp = decode(data, out)
     validate(exp)
     # The engine must see exactly the network input the training code feeds PyTorch.
-    n = min(256, len(test))
     engine = Engine(exp)
     ours = engine.standardise(test.pixels[:n]).transpose(0, 3, 1, 2)
-    theirs = load_dataset(dataset, data_dir)[1].x[:n].numpy()
+    _check_standardisation(ours, theirs, dataset)
+    _write(out, data)
+    return read_export(out)
+
+
+def _check_standardisation(ours, theirs, dataset):
     if not np.array_equal(ours, theirs):
         raise UserError(f"the engine's standardisation of {dataset} differs from the training "
                         "code's (wrapkit.models.data changed?); nothing was written")
+
+
+def _write(out, data):
     try:
         atomic_write_bytes(out, data)
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
-    return read_export(out)
+
+
+def _export_graph(model, input_spec, source, out, pixels, theirs):
+    """Trace ``model`` into a version-2 graph file at ``out``."""
+    from wrapkit.ref.graph import GraphEngine, decode_graph, encode_graph
+
+    from .trace import trace_model
+
+    traced = trace_model(model, input_spec=input_spec)
+    graph = traced.graph
+    ours = GraphEngine(graph).run(pixels, keep=["input"])["input"]
+    _check_standardisation(ours, theirs, input_spec["dataset"])
+    num_classes = graph.type_of(graph.outputs[0]).shape[0]
+    data = encode_graph(graph, source=source, input=dict(input_spec), num_classes=num_classes)
+    decode_graph(data, out)
+    _write(out, data)
+    from wrapkit.ref.graph import read_graph
+
+    return read_graph(out)
 

@@ -32,6 +32,10 @@ def register_export(subparsers):
     ex.add_argument("--dataset", default=None, choices=("fashion-mnist", "digits"),
                     help="dataset whose standardisation the input uses (default: the run's)")
     ex.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the run's)")
+    ex.add_argument("--format", default="auto", choices=("auto", "1", "2"),
+                    help="1: layer chain (VGG-7; what the hardware flow reads), 2: integer "
+                         "graph by tracing (any network of wrapkit's quantized modules); "
+                         "auto (default): 1 for VGG-7, 2 otherwise. See docs/graph.md")
     ex.set_defaults(func=_run_export)
     return ex
 
@@ -77,12 +81,28 @@ def _run_export(args):
     print(f"export: loading {args.run}", flush=True)
     with exclusive_output(args.out, folder=False, what=f"--out {args.out}",
                           hint="wait for it to finish or choose another --out"):
-        exp = export_run(args.run, args.out, dataset=args.dataset, data_dir=args.data_dir)
-    engine = Engine(exp)
+        exp = export_run(args.run, args.out, dataset=args.dataset, data_dir=args.data_dir,
+                         format=args.format)
     print(f"export: wrote {args.out} (schema {exp.header['schema']}, sha256 "
           f"{exp.sha256[:16]}..., {time.perf_counter() - t0:.1f} s)")
-    _print_layers(engine)
+    if exp.header["schema"].endswith("/1"):
+        _print_layers(Engine(exp))
+    else:
+        _print_graph(exp.graph)
     return 0
+
+
+def _print_graph(graph):
+    print(f"{'node':<26} {'kind':<18} {'inputs':<34} output")
+    for name, t in graph.inputs.items():
+        print(f"{name:<26} {'(input)':<18} {'':<34} {t.describe()}")
+    for n in graph.nodes:
+        mark = "  [float]" if not n.output.is_int else ""
+        acc = n.attrs.get("acc")
+        extra = f"  acc {acc.mode}{'' if acc.bits is None else f' {acc.bits}b'}" \
+                f"{'' if acc.k is None else f' k={acc.k}'}" if acc is not None else ""
+        print(f"{n.name:<26} {n.kind:<18} {', '.join(n.inputs):<34} "
+              f"{n.output.describe()}{mark}{extra}")
 
 
 def _print_layers(engine):
@@ -113,6 +133,12 @@ def _run_infer(args):
     if args.stats:
         from wrapkit.common.paths import check_output_file
         check_output_file(args.stats, "--stats", inputs=(args.model,))
+
+    from wrapkit.ref.graph import read_graph
+
+    graph_exp = read_graph(args.model)
+    if graph_exp.version == 2:
+        return _infer_graph(args, graph_exp)
     exp = read_export(args.model)
     engine = Engine(exp, gemm=args.gemm, requant=args.requant)
     dataset = args.dataset or exp.header["input"].get("dataset")
@@ -163,6 +189,44 @@ def _run_infer(args):
         except OSError as exc:
             raise UserError(f"cannot write --stats {args.stats}: {exc.strerror or exc}") from None
         print(f"infer: per-layer statistics -> {args.stats}")
+    return 0
+
+
+def _infer_graph(args, exp):
+    """``wrapkit infer`` of a version-2 (graph) file: the graph engine, accuracy, nodes."""
+    import numpy as np
+
+    from wrapkit.common.datasets import load_images
+    from wrapkit.ref.graph import GraphEngine
+
+    if args.requant != "fixed" or args.stats:
+        raise UserError("--requant and --stats apply to layer-chain (version 1) files; "
+                        f"{args.model} is an integer graph (version 2)")
+    spec = exp.header.get("input")
+    if spec is None:
+        raise UserError(f"{args.model} is a graph without an image input; `wrapkit infer` "
+                        "classifies images")
+    dataset = args.dataset or spec.get("dataset")
+    if dataset is None:
+        raise UserError(f"{args.model} records no dataset; pass --dataset")
+    images = load_images(dataset, "test", args.data_dir).first(args.images)
+    want = tuple(spec["shape"])
+    if images.pixels.shape[1:] != want:
+        got = "×".join(map(str, images.pixels.shape[1:]))
+        raise UserError(f"images are {got}, but {args.model} expects "
+                        f"{'×'.join(map(str, want))} (C×H×W); use the dataset it was "
+                        "trained on")
+    print(f"infer: {args.model} (integer graph, {len(exp.graph.nodes)} nodes) on "
+          f"{len(images)} {dataset} test images (gemm {args.gemm})", flush=True)
+    engine = GraphEngine(exp.graph, gemm=args.gemm)
+    t0 = time.perf_counter()
+    out = engine.run(images.pixels, batch_size=args.batch_size)
+    wall = time.perf_counter() - t0
+    pred = out[exp.graph.outputs[0]].argmax(1)
+    accuracy = float(np.mean(pred == images.labels))
+    print(f"accuracy {accuracy:.4f} ({int(np.sum(pred == images.labels))}/{len(images)}), "
+          f"{len(images) / wall:,.0f} images/s")
+    _print_graph(exp.graph)
     return 0
 
 

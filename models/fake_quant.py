@@ -14,7 +14,7 @@ from torch import nn
 
 from .qconfig import ActQuant, WeightQuant
 
-__all__ = ["ActFakeQuant", "WeightFakeQuant"]
+__all__ = ["ActFakeQuant", "RoundSTE", "WeightFakeQuant"]
 
 # Smallest scale used when a channel's weights are all zero; any positive value works
 # because the codes are then all zero too.
@@ -45,7 +45,7 @@ class _TernarySTE(torch.autograd.Function):
         return grad, None
 
 
-class _RoundSTE(torch.autograd.Function):
+class RoundSTE(torch.autograd.Function):
     """round(u), optionally clamped to [lo, hi]; gradient straight through everywhere
     (weights: the scale is chosen so that the range covers every weight, up to the rounding
     of w / s_w)."""
@@ -139,7 +139,7 @@ class WeightFakeQuant(nn.Module):
             delta = cfg.threshold * a.mean(1) / s
             q = _TernarySTE.apply(u, _channel_view(delta, w))
         else:
-            q = _RoundSTE.apply(u, -cfg.qmax, cfg.qmax)
+            q = RoundSTE.apply(u, -cfg.qmax, cfg.qmax)
         return q, s
 
     def extra_repr(self):

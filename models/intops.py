@@ -28,7 +28,7 @@ from wrapkit.ref.ops import AccumulatorMode, ExpConstants, avg_divider, conv_out
 from wrapkit.ref.ops.nonlinear import NORM_BITS, SOFTMAX_SHIFT
 
 __all__ = ["add", "avg_pool2d", "concat", "conv2d", "flatten", "layer_norm", "linear",
-           "lookup", "matmul", "max_pool2d", "pixel_shuffle", "pixel_unshuffle", "rescale",
+           "lookup", "matmul", "max_pool2d", "pad", "pixel_shuffle", "pixel_unshuffle", "rescale",
            "reshape", "softmax", "transpose", "upsample_nearest"]
 
 _EXACT = {torch.float16: 1 << 11, torch.bfloat16: 1 << 8, torch.float32: 1 << 24,
@@ -236,6 +236,14 @@ def transpose(x, axes):
     if tuple(axes)[0] != 0:
         raise ValueError(f"axes must keep the batch axis first, got {list(axes)}")
     return x.permute(*axes)
+
+
+def pad(x, pads):
+    """``wrapkit.ref.ops.pad``: zero padding, ``pads`` per sample axis from the first."""
+    flat = []
+    for i in range(len(pads) - 2, -1, -2):          # F.pad counts from the last axis
+        flat += [pads[i], pads[i + 1]]
+    return F.pad(x, flat)
 
 
 def flatten(x):

@@ -131,10 +131,14 @@ class _QuantLayer(nn.Module):
         else:
             y = z  # a float layer in a float network: nothing to model
         scale = (s_w * self.act_fq.step).to(y.dtype)
-        out = (y * scale.view(1, -1, *([1] * (y.dim() - 2)))).to(x.dtype)
+        out = (y * self._channel_view(scale, y)).to(x.dtype)
         if self.tracing:
             self.last = LayerTrace(x=x, x_q=x_q, w_q=w_q, s_w=s_w, z=z, y=y)
         return out
+
+    def _channel_view(self, scale, y):
+        """``scale`` (one value per output channel) shaped to broadcast against ``y``."""
+        return scale.view(1, -1, *([1] * (y.dim() - 2)))
 
     def get_extra_state(self):
         return {"accumulator": self.accumulator.to_dict()}
@@ -150,6 +154,9 @@ class QuantConv2d(_QuantLayer):
     ----------
     in_channels, out_channels, kernel_size, stride, padding : int
         As ``torch.nn.Conv2d`` (square kernels; zero padding, which is activation code 0).
+    groups, dilation : int
+        As ``torch.nn.Conv2d``; ``groups = in_channels = out_channels`` is a depthwise
+        convolution (each output sums one channel's window).
     weight_quant : WeightQuant
     act_quant : ActQuant or None
         None: float input, no step selected yet.
@@ -159,18 +166,25 @@ class QuantConv2d(_QuantLayer):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
                  weight_quant: WeightQuant, act_quant: ActQuant | None = None,
-                 accumulator: Accumulator = Accumulator()):
-        super().__init__((out_channels, in_channels, kernel_size, kernel_size),
+                 accumulator: Accumulator = Accumulator(), groups=1, dilation=1):
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"groups must divide in_channels={in_channels} and "
+                             f"out_channels={out_channels}, got {groups}")
+        super().__init__((out_channels, in_channels // groups, kernel_size, kernel_size),
                          weight_quant=weight_quant, act_quant=act_quant, accumulator=accumulator)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.groups, self.dilation = groups, dilation
 
     def _op(self, x, w):
-        return F.conv2d(x, w, None, self.stride, self.padding)
+        return F.conv2d(x, w, None, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self):
+        extra = "".join(f", {k}={v}" for k, v in (("groups", self.groups),
+                                                  ("dilation", self.dilation)) if v != 1)
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, accumulator={self.accumulator}")
+                f"stride={self.stride}, padding={self.padding}{extra}, "
+                f"accumulator={self.accumulator}")
 
 
 class QuantLinear(_QuantLayer):
@@ -184,6 +198,10 @@ class QuantLinear(_QuantLayer):
 
     def _op(self, x, w):
         return F.linear(x, w)
+
+    def _channel_view(self, scale, y):
+        # Output features are the last axis, also for (N, tokens, features) inputs.
+        return scale.view(*([1] * (y.dim() - 1)), -1)
 
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}, accumulator={self.accumulator}"

@@ -23,6 +23,7 @@ from wrapkit.common.checks import ParameterValueError
 
 from .layers import QuantConv2d, QuantLinear, quant_layers
 from .qconfig import WeightQuant
+from .residual import QuantAdd
 
 __all__ = ["MODELS", "ResNet20", "ResNet20Config", "VGG7", "VGG7Config", "build_model"]
 
@@ -140,7 +141,9 @@ class ResNet20Config:
 
 class BasicBlock(nn.Module):
     """conv-BN-ReLU-conv-BN plus shortcut, then ReLU. Both convolutions are WrapNet layers;
-    the shortcut adds float activations (it never enters an accumulator)."""
+    the shortcut never enters an accumulator, and the add with its ReLU is a
+    :class:`~wrapkit.models.residual.QuantAdd`: the float ``relu(a + b)`` until activations
+    are quantized, then an exact integer add of the two branches' codes."""
 
     def __init__(self, cin, cout, stride, weight_quant):
         super().__init__()
@@ -148,18 +151,21 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = QuantConv2d(cout, cout, 3, 1, 1, weight_quant=weight_quant)
         self.bn2 = nn.BatchNorm2d(cout)
+        self.add = QuantAdd()
         self.stride, self.pad = stride, cout - cin
 
     def shortcut(self, x):
         # Option A: subsample and zero-pad channels; parameter-free, so nothing to quantize.
+        # A 1×1 max pool with the stride is the subsampling x[:, :, ::s, ::s], written as a
+        # pooling so that tracing maps it to a graph node.
         if self.stride != 1:
-            x = x[:, :, ::self.stride, ::self.stride]
+            x = F.max_pool2d(x, 1, self.stride)
         return F.pad(x, (0, 0, 0, 0, 0, self.pad)) if self.pad else x
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+        return self.add(out, self.shortcut(x))
 
 
 class ResNet20(nn.Module):
@@ -178,6 +184,8 @@ class ResNet20(nn.Module):
                 blocks.append(BasicBlock(cin, width, stride, wq))
                 cin = width
         self.blocks = nn.Sequential(*blocks)
+        for block, nxt in zip(blocks, blocks[1:] + [None]):
+            block.add.bind(block.conv1, None if nxt is None else nxt.conv1)
         self.classifier = nn.Linear(w3, config.num_classes)
 
     def forward(self, x):

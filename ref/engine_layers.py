@@ -18,7 +18,7 @@ from .datapath import MacConfig, cyclic, decode_weights, wrap
 from .requant import requantize, requantize_real
 
 __all__ = ["LAYER_KINDS", "FloatLayer", "IntegerLayer", "Layer", "conv_output_size",
-           "max_pool2x2"]
+           "hwc_matrix", "im2col", "max_pool2x2"]
 
 #: Layer kinds an export may hold.
 LAYER_KINDS = ("conv2d", "linear")
@@ -35,7 +35,7 @@ def conv_output_size(size, kernel, stride, padding):
 
 
 
-def _im2col(x, kernel, stride, padding, dtype, order="chw"):
+def im2col(x, kernel, stride, padding, dtype, order="chw"):
     """NHWC ``x`` -> rows ``(N·OH·OW, k·k·C)`` as ``dtype``, and ``(N, OH, OW)``.
 
     ``order="chw"``: each row in PyTorch's weight order ``(c, ky, kx)`` (the MAC's stream
@@ -61,7 +61,7 @@ def _im2col(x, kernel, stride, padding, dtype, order="chw"):
     return out.reshape(n * oh * ow, -1), (n, oh, ow)
 
 
-def _hwc_matrix(w, dtype):
+def hwc_matrix(w, dtype):
     """Weights (out, c, kh, kw) or (out, f) -> GEMM matrix for ``order="hwc"`` rows."""
     if w.ndim == 4:
         w = w.transpose(0, 2, 3, 1)
@@ -113,7 +113,7 @@ class FloatLayer(Layer):
 
     def __init__(self, index, spec, tensors):
         super().__init__(index, spec, tensors)
-        self.wmat = _hwc_matrix(tensors[f"{self.name}.weight"], np.float32)
+        self.wmat = hwc_matrix(tensors[f"{self.name}.weight"], np.float32)
         self.bias = tensors.get(f"{self.name}.bias") if spec.get("bias") else None
         post = spec["post"]
         self.scale = tensors[f"{self.name}.post_scale"] if post.get("affine") else None
@@ -124,7 +124,7 @@ class FloatLayer(Layer):
         if x.dtype == np.uint8:
             raise RuntimeError("float layer after integer codes")  # validate() rules it out
         if self.kind == "conv2d":
-            rows, (n, oh, ow) = _im2col(x, self.kernel, self.stride, self.padding, np.float32,
+            rows, (n, oh, ow) = im2col(x, self.kernel, self.stride, self.padding, np.float32,
                                         "hwc")
             out = (rows @ self.wmat).reshape(n, oh, ow, -1)
         else:
@@ -162,7 +162,7 @@ class IntegerLayer(Layer):
         else:
             self.gemm_dtype = np.float32 if bound < _FLOAT32_EXACT else np.float64
         shaped = self.weights.reshape(tensors[f"{self.name}.weight_codes"].shape)
-        self.wmat = _hwc_matrix(shaped, self.gemm_dtype)
+        self.wmat = hwc_matrix(shaped, self.gemm_dtype)
         # Every |z| is at most the bound, so int32 holds z when the bound allows.
         self.z_dtype = np.int32 if bound < (1 << 31) else np.int64
         out = spec["output"]
@@ -232,14 +232,14 @@ class IntegerLayer(Layer):
         """Operand rows ``(R, fan_in)`` of the MAC, one per output position, in the stream's
         ``(c_in, ky, kx)`` order (uint8)."""
         if self.kind == "conv2d":
-            return _im2col(codes, self.kernel, self.stride, self.padding, np.uint8)[0]
+            return im2col(codes, self.kernel, self.stride, self.padding, np.uint8)[0]
         return _flatten_chw(codes).astype(np.uint8, copy=False)
 
     def preact(self, codes):
         """Exact integer pre-activations ``z`` (int32 or int64), NHWC or (N, out)."""
         if self.kind == "conv2d":
             # im2col in uint8 (a quarter of the memory traffic), then one conversion.
-            rows, lead = _im2col(codes, self.kernel, self.stride, self.padding, np.uint8,
+            rows, lead = im2col(codes, self.kernel, self.stride, self.padding, np.uint8,
                                  "hwc")
         else:
             rows = _flatten_chw(codes)

@@ -54,7 +54,7 @@ def _float_vector(name, x):
     return arr
 
 
-def fixed_point(scale, offset, *, qmax, acc_bits):
+def fixed_point(scale, offset, *, qmax, acc_bits, lo=0):
     """Per-channel real ``(M, C)`` -> int64 ``(m, b, shift)`` (see the module docstring).
 
     Parameters
@@ -63,6 +63,9 @@ def fixed_point(scale, offset, *, qmax, acc_bits):
         ``M_c`` and ``C_c``.
     qmax : int, 1..255
         Largest output code.
+    lo : int, -256..0
+        Smallest output code: 0 for unsigned codes (the fused ReLU), ``-(qmax + 1)`` for
+        signed codes (a residual branch before its add); the output range is ``[lo, qmax]``.
     acc_bits : int, 2..32
         Width of the accumulator whose outputs ``y`` are requantized (bounds ``|y|``).
 
@@ -90,9 +93,11 @@ def fixed_point(scale, offset, *, qmax, acc_bits):
     if np.any(big):
         raise ValueError(f"scale must be below 2^{MULT_BITS} in magnitude, got "
                          f"{m_real[big][0]}")
+    if isinstance(lo, bool) or not isinstance(lo, (int, np.integer)) or not -256 <= lo <= 0:
+        raise ValueError(f"lo must be an integer in [-256, 0], got {lo!r}")
     half = float(1 << (acc_bits - 1))
     reach = np.abs(m_real) * half
-    c_real = np.clip(c_real, -(reach + 1.0), reach + qmax + 1.0)
+    c_real = np.clip(c_real, lo - (reach + 1.0), reach + qmax + 1.0)
     nonzero = m_real != 0
     exp = np.floor(np.log2(np.where(nonzero, np.abs(m_real), 1.0)))
     shift = np.where(nonzero, (MULT_BITS - 1) - exp, 0)
@@ -121,10 +126,13 @@ def check_bounds(m, b, shift, acc_bits):
                          f"{worst} >= 2^{INT64_HEADROOM} for acc_bits={acc_bits}")
 
 
-def requantize(y, m, b, shift, qmax):
-    """``clamp((y·m + b) >> shift, 0, qmax)`` per channel; channels on the last axis of ``y``.
+def requantize(y, m, b, shift, qmax, lo=0):
+    """``clamp((y·m + b) >> shift, lo, qmax)`` per channel; channels on the last axis of ``y``
+    (or any axis, with ``m``, ``b``, ``shift`` shaped to broadcast against it).
 
-    ``y`` must be int64 (or an integer type that converts); the result is int64.
+    ``y`` must be int64 (or an integer type that converts); the result is int64. ``lo = 0``
+    is the fused ReLU of an unsigned output; a signed output (a residual branch before its
+    add) clamps at ``lo = -2^(bits-1)``.
 
     >>> requantize(np.array([[10]]), np.array([322122547]), np.array([1825361100]),
     ...            np.array([30]), 255).tolist()
@@ -134,7 +142,7 @@ def requantize(y, m, b, shift, qmax):
     t = y * m
     t += b
     t >>= shift
-    return np.clip(t, 0, qmax, out=t)
+    return np.clip(t, lo, qmax, out=t)
 
 
 def requantize_real(y, scale, offset, qmax):

@@ -35,12 +35,17 @@ import numpy as np
 from wrapkit.common.errors import UserError
 from wrapkit.common.files import atomic_write_bytes
 
-__all__ = ["FORMAT", "SCHEMA", "ExportFile", "checksum", "read_export", "write_export"]
+__all__ = ["FORMAT", "GRAPH_SCHEMA", "SCHEMA", "SCHEMAS", "ExportFile", "checksum", "decode",
+           "encode", "read_bytes", "read_export", "write_export"]
 
 #: ``__metadata__["format"]`` of every wrapkit export.
 FORMAT = "wrapkit.export"
-#: Header schema; bump the number when the meaning of a field changes.
+#: Header schema of a layer chain (version 1); bump the number when a field's meaning changes.
 SCHEMA = "wrapkit.export/1"
+#: Header schema of an integer graph (version 2, :mod:`wrapkit.ref.graph`, docs/graph.md).
+GRAPH_SCHEMA = "wrapkit.export/2"
+#: Every schema the container reader accepts.
+SCHEMAS = (SCHEMA, GRAPH_SCHEMA)
 
 # safetensors dtype names <-> numpy dtypes (little-endian).
 _DTYPES = {"U8": "<u1", "I8": "<i1", "I16": "<i2", "I32": "<i4", "I64": "<i8",
@@ -164,14 +169,32 @@ def decode(data, path="<bytes>"):
     except json.JSONDecodeError:
         _bad(path, "corrupted: the wrapkit header is not JSON")
     schema = header.get("schema") if isinstance(header, dict) else None
-    if schema != SCHEMA:
-        _bad(path, f"schema {schema!r} is not supported (this wrapkit reads {SCHEMA!r}); "
-                   "export the run again with this wrapkit")
+    if schema not in SCHEMAS:
+        _bad(path, f"schema {schema!r} is not supported (this wrapkit reads "
+                   f"{' and '.join(map(repr, SCHEMAS))}); export the run again with this "
+                   "wrapkit")
     return ExportFile(header, {k: np.array(v) for k, v in tensors.items()}, str(path), digest)
 
 
+def read_bytes(path):
+    """The bytes of an export file (UserError if missing, a directory or unreadable)."""
+    path = Path(path)
+    if path.is_dir():
+        _bad(path, "is a directory; give the .wkx file written by `wrapkit export`")
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file; write it with `wrapkit export RUN_DIR -o "
+                        f"{path.name}`") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
 def read_export(path):
-    """Read, verify and validate an export file.
+    """Read, verify and validate a version-1 export file (a layer chain).
+
+    Graph exports (version 2) are read by :func:`wrapkit.ref.graph.read_graph`, which also
+    reads version 1 files; this reader refuses them with a pointer there.
 
     Returns
     -------
@@ -183,17 +206,11 @@ def read_export(path):
         Missing, unreadable, truncated, corrupted (checksum), wrong type, unsupported schema,
         or a layer whose shapes or values do not fit its description.
     """
-    path = Path(path)
-    if path.is_dir():
-        _bad(path, "is a directory; give the .wkx file written by `wrapkit export`")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file; write it with `wrapkit export RUN_DIR -o "
-                        f"{path.name}`") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    exp = decode(data, path)
+    exp = decode(read_bytes(path), path)
+    if exp.header["schema"] != SCHEMA:
+        _bad(path, f"is an integer-graph export ({exp.header['schema']}); this command reads "
+                   f"layer chains ({SCHEMA}) only: run it with `wrapkit infer`, or export "
+                   "a VGG-7 run with `wrapkit export --format 1`")
     from .validate import validate
 
     validate(exp)

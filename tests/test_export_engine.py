@@ -129,10 +129,16 @@ def test_corrupted_truncated_and_foreign_files_are_rejected(tiny_export, tmp_pat
 def test_schema_shape_and_range_violations_are_rejected(tiny_export, tmp_path):
     exp = tiny_export[2]
     h = json.loads(json.dumps(exp.header))
-    h["schema"] = "wrapkit.export/2"
-    with pytest.raises(UserError, match=r"schema 'wrapkit.export/2' is not supported \(this "
-                                        r"wrapkit reads 'wrapkit.export/1'\)"):
+    h["schema"] = "wrapkit.export/3"
+    with pytest.raises(UserError, match=r"schema 'wrapkit.export/3' is not supported \(this "
+                                        r"wrapkit reads 'wrapkit.export/1' and "
+                                        r"'wrapkit.export/2'\)"):
         read_export(_rewrite(exp, tmp_path / "schema.wkx", h))
+    # A graph (version 2) file is refused by the layer-chain reader with a pointer to infer.
+    h["schema"] = "wrapkit.export/2"
+    with pytest.raises(UserError, match=r"is an integer-graph export \(wrapkit.export/2\); "
+                                        r"this command reads layer chains"):
+        read_export(_rewrite(exp, tmp_path / "schema2.wkx", h))
     codes = exp.tensors["block3.conv.weight_codes"]
     with pytest.raises(UserError, match=r"layer 2 \(block3\.conv\): tensor "
                                         r"'block3\.conv\.weight_codes' has shape \[16, 8, 3\], "
@@ -360,6 +366,9 @@ def test_cli_bad_input_exits_2_with_one_line(tiny_export, tmp_path, capsys):
         (["export", str(tmp_path / "nope"), "-o", str(tmp_path / "a.wkx")],
          r"nope: no trained model \(.*nope does not exist\); train it with `wrapkit train"),
         (["export", str(resnet), "-o", str(tmp_path / "r.wkx"), "--dataset", "digits"],
+         r"layer blocks\.0\.conv1 has float activations: only fully quantized networks"),
+        (["export", str(resnet), "-o", str(tmp_path / "r.wkx"), "--dataset", "digits",
+          "--format", "1"],
          r"unsupported model ResNet20: the export supports the VGG-7 chain only"),
         (["export", str(float_run), "-o", str(tmp_path / "f.wkx"), "--dataset", "digits"],
          r"layer block2\.conv has float activations: only fully quantized networks"),

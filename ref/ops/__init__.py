@@ -16,7 +16,7 @@ module                        node kinds
 :mod:`.fixed`                 fixed-point multiply, round-half-up shift, rescale
 :mod:`.elementwise`           add at two scales, concat
 :mod:`.shape`                 max/avg pooling, nearest upsample, pixel (un)shuffle,
-                              reshape, transpose, flatten
+                              zero padding, reshape, transpose, flatten
 :mod:`.nonlinear`             softmax, layer norm (I-BERT), integer square root
 :mod:`.lut`                   table functions: GELU, sigmoid
 ============================  ====================================================
@@ -40,6 +40,7 @@ from .shape import (
     avg_pool2d,
     flatten,
     max_pool2d,
+    pad,
     pixel_shuffle,
     pixel_unshuffle,
     reshape,
@@ -72,6 +73,7 @@ __all__ = [
     "lookup",
     "matmul",
     "max_pool2d",
+    "pad",
     "pixel_shuffle",
     "pixel_unshuffle",
     "reshape",

@@ -45,7 +45,7 @@ import numpy as np
 from wrapkit.common.checks import check_int
 
 from ..datapath import MAX_BITS, cyclic, wrap
-from .tensors import as_int64, check_fits_int64, max_abs
+from .tensors import as_int64, check_fits_int64, check_integer, max_abs
 
 __all__ = ["ACC_MODES", "INT32_MAX", "AccumulatorMode", "dot_product_bound", "integer_matmul"]
 
@@ -129,7 +129,7 @@ def dot_product_bound(fan_in, a_range, b_range):
     return fan_in * max(abs(int(c)) for c in corners)
 
 
-def integer_matmul(a, b, acc=AccumulatorMode()):
+def integer_matmul(a, b, acc=AccumulatorMode(), gemm=None, *, a_max=None):
     """``a @ b`` over the last axis of ``a``, finished by the accumulator ``acc``.
 
     Parameters
@@ -138,6 +138,15 @@ def integer_matmul(a, b, acc=AccumulatorMode()):
     b : int array (..., K, N)
         Leading axes broadcast as in ``numpy.matmul``.
     acc : AccumulatorMode
+    gemm : callable ``(a, b, bound) -> int64 a @ b`` or None
+        A faster kernel for the exact sums of the order-free modes (exact, wrap, cyclic);
+        it gets the operands in their own (possibly narrower) integer types and ``bound``,
+        the largest ``|partial sum|`` (:func:`dot_product_bound`), and must return the exact
+        sums (module docstring: when float or int32 kernels are exact). None: numpy's int64
+        matmul. A saturating accumulator always runs here.
+    a_max : int or None
+        A known bound on ``max|a|`` (saves a pass over large operands, e.g. convolution
+        patches bounded by their input); None: computed.
 
     Returns
     -------
@@ -149,17 +158,22 @@ def integer_matmul(a, b, acc=AccumulatorMode()):
     ValueError
         Mismatched shapes, or ``K·max|a|·max|b| >= 2^62`` (int64 would not be exact).
     """
-    a = as_int64("a", a, min_ndim=2)
-    b = as_int64("b", b, min_ndim=2)
+    a = check_integer("a", a, min_ndim=2)
+    b = check_integer("b", b, min_ndim=2)
     if not isinstance(acc, AccumulatorMode):
         raise TypeError(f"acc must be an AccumulatorMode, not {acc!r}")
     if a.shape[-1] != b.shape[-2]:
         raise ValueError(f"a has {a.shape[-1]} columns but b has {b.shape[-2]} rows")
     fan_in = a.shape[-1]
-    check_fits_int64("the dot products' magnitude K·max|a|·max|b|",
-                     fan_in * max_abs(a) * max_abs(b))
+    bound = fan_in * (max_abs(a) if a_max is None else a_max) * max_abs(b)
+    check_fits_int64("the dot products' magnitude K·max|a|·max|b|", bound)
     if acc.mode != "saturate":
-        return acc.finish(np.matmul(a, b))
+        if gemm is not None:
+            return acc.finish(as_int64("gemm result", gemm(a, b, bound)))
+        return acc.finish(np.matmul(a.astype(np.int64, copy=False),
+                                    b.astype(np.int64, copy=False)))
+    a = a.astype(np.int64, copy=False)
+    b = b.astype(np.int64, copy=False)
     lo, hi = -(1 << (acc.bits - 1)), (1 << (acc.bits - 1)) - 1
     out = np.zeros(np.broadcast_shapes(a.shape[:-1] + (1,), b.shape[:-2] + (1, b.shape[-1])),
                    dtype=np.int64)

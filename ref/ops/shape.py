@@ -22,7 +22,7 @@ from wrapkit.common.checks import check_int
 from .linear import conv_output_size
 from .tensors import as_int64, check_fits_int64, max_abs, pair
 
-__all__ = ["avg_divider", "avg_pool2d", "flatten", "max_pool2d", "pixel_shuffle",
+__all__ = ["avg_divider", "avg_pool2d", "flatten", "max_pool2d", "pad", "pixel_shuffle",
            "pixel_unshuffle", "reshape", "transpose", "upsample_nearest"]
 
 
@@ -145,6 +145,21 @@ def transpose(x, axes):
         raise ValueError(f"axes must be a permutation of 0..{x.ndim - 1} starting with 0 (the "
                          f"batch axis stays first), got {list(axes)}")
     return x.transpose(axes)
+
+
+def pad(x, pads):
+    """Zero padding of the per-sample axes: ``pads = [before_1, after_1, before_2, ...]``,
+    two non-negative counts per axis after the batch axis (code 0 is the real value 0).
+
+    >>> pad(np.array([[1, 2]]), [1, 0]).tolist()
+    [[0, 1, 2]]
+    """
+    x = as_int64("x", x, min_ndim=1)
+    pads = tuple(check_int("pads", p, 0) for p in pads)
+    if len(pads) != 2 * (x.ndim - 1):
+        raise ValueError(f"pads must have two entries per sample axis ({2 * (x.ndim - 1)}), "
+                         f"got {len(pads)}")
+    return np.pad(x, [(0, 0)] + [pads[i:i + 2] for i in range(0, len(pads), 2)])
 
 
 def flatten(x):

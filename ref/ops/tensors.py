@@ -9,7 +9,7 @@ import numpy as np
 from wrapkit.common.checks import check_int
 
 __all__ = ["INT64_LIMIT", "as_int64", "check_bits_range", "check_bool", "check_fits_int64",
-           "max_abs", "pair"]
+           "check_integer", "max_abs", "narrowest_int", "pair"]
 
 #: Every intermediate of :mod:`wrapkit.ref.ops` stays below this magnitude (int64 holds 2^63).
 INT64_LIMIT = 1 << 62
@@ -33,6 +33,31 @@ def as_int64(name, x, ndim=None, min_ndim=None):
     return arr.astype(np.int64, copy=False)
 
 
+def check_integer(name, x, ndim=None, min_ndim=None):
+    """``x`` as an ndarray of an integer dtype (not converted: narrow codes stay narrow);
+    the checks of :func:`as_int64`."""
+    arr = np.asarray(x)
+    if arr.dtype == np.uint64:
+        return as_int64(name, arr, ndim, min_ndim)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} axes, got shape {list(arr.shape)}")
+    if min_ndim is not None and arr.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} axes, got shape "
+                         f"{list(arr.shape)}")
+    return arr
+
+
+def narrowest_int(lo, hi):
+    """The narrowest signed numpy integer type holding ``[lo, hi]``."""
+    for t in (np.int8, np.int16, np.int32):
+        info = np.iinfo(t)
+        if info.min <= lo and hi <= info.max:
+            return t
+    return np.int64
+
+
 def check_bool(name, value):
     """``value`` as a ``bool``; TypeError for anything else (0 and 1 included)."""
     if not isinstance(value, (bool, np.bool_)):
@@ -42,7 +67,10 @@ def check_bool(name, value):
 
 def max_abs(x):
     """Largest magnitude in ``x`` as a Python int (0 for an empty array)."""
-    return int(np.abs(x).max()) if np.size(x) else 0
+    if not np.size(x):
+        return 0
+    # Two reductions without a temporary |x| array (and no overflow at the int64 minimum).
+    return max(int(np.max(x)), -int(np.min(x)))
 
 
 def check_fits_int64(what, bound):
