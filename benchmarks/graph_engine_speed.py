@@ -40,7 +40,6 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from wrapkit.common.files import atomic_write_json, atomic_write_text  # noqa: E402
