@@ -73,7 +73,13 @@ def main(argv=None):
     ap.add_argument("--model", required=True, help="trained export (.wkx)")
     ap.add_argument("--sizes", default="4x4,8x8", help="R x C list (default 4x4,8x8)")
     ap.add_argument("--out", default="docs/results")
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="instead of running: join the designs of earlier runs' "
+                         "array_synthesis.json files (e.g. one run per size, run in parallel) "
+                         "into one table")
     args = ap.parse_args(argv)
+    if args.merge:
+        return _merge(args.merge, Path(args.out))
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     results = []
     with tempfile.TemporaryDirectory(prefix="wrapkit-array-synth-") as tmp:
@@ -104,6 +110,21 @@ def main(argv=None):
                "gains": table, "mac_level": MAC_LEVEL, "paper": PAPER,
                "command": "benchmarks/array_synthesis.py --model " + str(args.model)
                + (f" --sizes {args.sizes}" if args.sizes != "4x4,8x8" else "")}
+    atomic_write_json(out / "array_synthesis.json", payload)
+    atomic_write_text(out / "array_synthesis.md", _markdown(payload))
+    _plot(results, out / "array_synthesis.png")
+    print(_markdown(payload))
+    return 0
+
+
+def _merge(paths, out):
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    results = [r for p in parts for r in p["designs"]]
+    results.sort(key=lambda r: (r["rows"] * r["cols"], DESIGNS.index(r["mac"])))
+    sizes = ",".join(dict.fromkeys(f"{r['rows']}x{r['cols']}" for r in results))
+    payload = {**parts[0], "designs": results, "gains": _gains(results),
+               "command": f"benchmarks/array_synthesis.py --model {parts[0]['model']} "
+                          f"--sizes {sizes} (one run per size, joined with --merge)"}
     atomic_write_json(out / "array_synthesis.json", payload)
     atomic_write_text(out / "array_synthesis.md", _markdown(payload))
     _plot(results, out / "array_synthesis.png")
