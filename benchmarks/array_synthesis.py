@@ -77,6 +77,11 @@ def main(argv=None):
                     help="instead of running: join the designs of earlier runs' "
                          "array_synthesis.json files (e.g. one run per size, run in parallel) "
                          "into one table")
+    ap.add_argument("--macs", default=",".join(DESIGNS),
+                    help=f"which of {', '.join(DESIGNS)} (default both)")
+    ap.add_argument("--no-energy", action="store_true",
+                    help="synthesis and timing only (the gate-level testbench of a 4x4 array "
+                         "takes Icarus over 10 minutes to compile on a shared machine)")
     args = ap.parse_args(argv)
     if args.merge:
         return _merge(args.merge, Path(args.out))
@@ -84,23 +89,28 @@ def main(argv=None):
     results = []
     with tempfile.TemporaryDirectory(prefix="wrapkit-array-synth-") as tmp:
         for rows, cols in sizes:
-            for name in DESIGNS:
+            for name in args.macs.split(","):
                 cfg, manifest = _design(name, rows, cols, tmp)
                 job = sample_job(cfg, args.model)
                 t0 = time.perf_counter()
-                rep = evaluate_array(manifest, job, stimulus_name=job.name,
-                                     progress=lambda s: print(f"{rows}x{cols} {name}: {s}",
-                                                              file=sys.stderr, flush=True))
+
+                def say(s):
+                    print(f"{rows}x{cols} {name}: {s}", file=sys.stderr, flush=True)
+                if args.no_energy:
+                    rep = _synthesis_only(manifest, say)
+                else:
+                    rep = evaluate_array(manifest, job, stimulus_name=job.name, progress=say)
                 wall = time.perf_counter() - t0
                 net = _network_cycles(cfg, args.model)
-                e_cycle = rep["energy"]["energy_pj_per_cycle"]
                 cycles = sum(r["cycles"] for r in net)
                 macs = sum(r["macs"] for r in net)
+                e_cycle = rep["energy"]["energy_pj_per_cycle"] if rep["energy"] else None
                 results.append({
                     "rows": rows, "cols": cols, "mac": name, "report": rep,
                     "wall_s_first_run": wall,
                     "network": {"layers": net, "cycles": cycles, "macs": macs,
-                                "energy_nj": {k: v * cycles / 1e3 for k, v in e_cycle.items()},
+                                "energy_nj": ({k: v * cycles / 1e3 for k, v in e_cycle.items()}
+                                              if e_cycle else None),
                                 "time_us": cycles * rep["cycle_time_ns"] / 1e3},
                 })
                 print(f"{rows}x{cols} {name}: done in {wall:.0f} s", file=sys.stderr)
@@ -115,6 +125,20 @@ def main(argv=None):
     _plot(results, out / "array_synthesis.png")
     print(_markdown(payload))
     return 0
+
+
+def _synthesis_only(manifest, say):
+    from wrapkit.hw.synth.array_synth import _parts, synthesize_array
+    flow = synthesize_array(manifest, progress=say)
+    cfg = flow.manifest["config"]
+    period_ns = flow.period * 1e9
+    return {"design": flow.manifest["top"], "config": cfg, "cycle_time_ns": period_ns,
+            "peak_gops": 2 * cfg["rows"] * cfg["cols"] / period_ns,
+            "critical_path": {"start": flow.result["timing"]["startpoint"],
+                              "end": flow.result["timing"]["endpoint"]},
+            "area_um2": _parts(flow.result["area"]["groups"]),
+            "area_um2_by_group": flow.result["area"]["groups"],
+            "registers": flow.result["area"]["registers"], "energy": None}
 
 
 def _merge(paths, out):
@@ -137,10 +161,12 @@ def _metrics(r, memories):
     key = "total" if memories else "total without memories"
     area = rep["area_um2"][key]
     gops = rep["peak_gops"]
-    e_mac = rep["energy"]["energy_fj_per_mac"][key]
+    nan = float("nan")
+    e_mac = rep["energy"]["energy_fj_per_mac"][key] if rep["energy"] else nan
+    e_inf = r["network"]["energy_nj"][key] if r["network"]["energy_nj"] else nan
     return {"area_um2": area, "cycle_ns": rep["cycle_time_ns"], "gops": gops,
             "area_eff_um2_per_gops": area / gops, "energy_fj_per_mac": e_mac,
-            "energy_nj_per_inference": r["network"]["energy_nj"][key]}
+            "energy_nj_per_inference": e_inf}
 
 
 def _gains(results):
@@ -193,7 +219,7 @@ def _markdown(p):
         for part in PART_ORDER + ("total without memories", "total"):
             lines.append(f"| {r['rows']}x{r['cols']} | {r['mac']} | {part} | "
                          f"{_fmt(rep['area_um2'][part])} | "
-                         f"{_fmt(rep['energy']['energy_fj_per_mac'][part])} |")
+                         f"{_fmt(rep['energy']['energy_fj_per_mac'][part]) if rep['energy'] else 'not measured'} |")
     lines += ["", "## Array-level figures", "",
               "| R x C | accumulator | cycle time (ns) | peak Gops | area w/o mem (um^2) | "
               "area eff. w/o mem (um^2/Gops) | energy w/o mem (fJ/MAC) | inference w/o mem "
@@ -244,7 +270,8 @@ def _plot(results, path):
     bottom_e = [0.0] * len(results)
     for part in PART_ORDER:
         a = [r["report"]["area_um2"][part] / 1e6 for r in results]
-        e = [r["report"]["energy"]["energy_fj_per_mac"][part] / 1e3 for r in results]
+        e = [r["report"]["energy"]["energy_fj_per_mac"][part] / 1e3 if r["report"]["energy"]
+             else 0.0 for r in results]
         axes[0].bar(labels, a, bottom=bottom_a, label=part)
         axes[1].bar(labels, e, bottom=bottom_e, label=part)
         bottom_a = [x + y for x, y in zip(bottom_a, a)]
