@@ -187,8 +187,10 @@ def register_cosim(subparsers):
     cyc.set_defaults(func=_run_cosim_cyclic)
 
     from .layer_cli import register_layer
+    from .network_array import register_network
 
     register_layer(sub)
+    register_network(sub)
 
     # The six paper MACs on both simulators: the MAC datapath's regression in one command.
     paper = sub.add_parser(

@@ -221,16 +221,24 @@ def array_hierarchy(cfg, top):
     """Instance path -> area group of a generated array (the manifest's ``hierarchy``).
 
     The paths follow the sub-components of :class:`~.top.LayerArray`: processing elements
-    in ``grid``, the cyclic activation and the requantizer in ``drain``; every other
-    instance (controller, operand fetch, delay lines) is auxiliary logic of the top.
+    in ``grid`` (group "pe": forwarding and result registers, with their "multiplier" and
+    "accumulator"), the drain lane's own logic ("drain") with its cyclic activation and
+    requantizer, the controller ("controller"), the operand fetch's masks and skew lines
+    ("fetch") and every buffer ("memory": activations, weights, the requantization tables,
+    outputs). Instances not listed (delay lines) belong to the group of the unit around
+    them; the top's own logic (load-port decoding, descriptor registers) is auxiliary.
     """
-    groups = {}
+    groups = {"controller": "controller", "fetch": "fetch",
+              "fetch.act_buf": "memory", "fetch.weight_buf": "memory"}
     for r in range(cfg.rows):
         for c in range(cfg.cols):
             pe = f"grid.pe_{r}_{c}"
             groups.update({pe: "pe", f"{pe}.mult": "multiplier", f"{pe}.accum": "accumulator"})
+    groups["drain"] = "drain"
     if cfg.mac.k is not None:
         groups["drain.cyclic"] = "cyclic"
     groups["drain.requant"] = "requant"
+    groups.update({f"drain.{name}": "memory" for name in ("mult_tab", "bias_tab", "shift_tab")})
+    groups["out_buf"] = "memory"
     groups[top] = "auxiliary"
     return groups

@@ -3,11 +3,11 @@ the one requantizer into the output buffer."""
 
 from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..cyclic import CyclicActivation
 from ..params import validating
+from .buffer import Buffer
 from .config import BIAS_BITS, LD_DATA_BITS, MULT_WIDTH, SHIFT_BITS, ArrayConfig
 from .delay import DelayLine
 from .descriptor import descriptor_layout
@@ -115,15 +115,14 @@ class DrainLane(wiring.Component):
         desc = self.desc
 
         def table(name, shape, write_enable):
-            mod.submodules[name] = mem = Memory(shape=shape, depth=cfg.max_channels, init=[])
-            write = mem.write_port()
-            mod.d.comb += [write.addr.eq(self.ld_addr), write.data.eq(self.ld_data),
-                           write.en.eq(write_enable)]
-            return mem.read_port()
+            mod.submodules[name] = buf = Buffer(shape, cfg.max_channels)
+            mod.d.comb += [buf.write_addr.eq(self.ld_addr), buf.write_data.eq(self.ld_data),
+                           buf.write_en.eq(write_enable)]
+            return buf
 
-        mult_read = table("mult_tab", signed(MULT_WIDTH), self.mult_we)
-        bias_read = table("bias_tab", signed(BIAS_BITS), self.bias_we)
-        shift_read = table("shift_tab", unsigned(SHIFT_BITS), self.shift_we)
+        mult_tab = table("mult_tab", signed(MULT_WIDTH), self.mult_we)
+        bias_tab = table("bias_tab", signed(BIAS_BITS), self.bias_we)
+        shift_tab = table("shift_tab", unsigned(SHIFT_BITS), self.shift_we)
 
         # -- which result: row and column inside the tile, the tile's first position/channel
         active = Signal()
@@ -141,8 +140,8 @@ class DrainLane(wiring.Component):
         valid = active & (position < desc.positions) & (channel < desc.out_channels)
         final = (active & (row == rows - 1) & (col == cols - 1) & last_channel_tile
                  & (first_position + rows >= desc.positions))
-        mod.d.comb += [mult_read.addr.eq(channel), bias_read.addr.eq(channel),
-                       shift_read.addr.eq(channel)]
+        mod.d.comb += [mult_tab.read_addr[0].eq(channel), bias_tab.read_addr[0].eq(channel),
+                       shift_tab.read_addr[0].eq(channel)]
 
         with mod.If(active):
             mod.d.sync += index.eq(index + 1)
@@ -180,8 +179,9 @@ class DrainLane(wiring.Component):
             y = selected.o.y
         mod.submodules.requant = requant = Requantizer(acc_bits=mac.acc_bits,
                                                        out_bits=cfg.out_bits)
-        mod.d.comb += [requant.y.eq(y), requant.m.eq(mult_read.data),
-                       requant.b.eq(bias_read.data), requant.shift.eq(shift_read.data),
+        mod.d.comb += [requant.y.eq(y), requant.m.eq(mult_tab.read_data[0]),
+                       requant.b.eq(bias_tab.read_data[0]),
+                       requant.shift.eq(shift_tab.read_data[0]),
                        requant.qmax.eq(desc.qmax)]
         mod.submodules.pending = pending = DelayLine(layout, Requantizer.LATENCY)
         mod.d.comb += [pending.i.y.eq(y), pending.i.valid.eq(selected.o.valid),

@@ -2,10 +2,10 @@
 
 from amaranth.hdl import Module, Mux, unsigned
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..params import validating
+from .buffer import Buffer
 from .config import LD_DATA_BITS, ArrayConfig
 from .delay import DelayLine
 from .grid import feed_signature
@@ -100,15 +100,14 @@ class OperandFetch(wiring.Component):
         request = self.request
 
         def buffer(name, shape, depth, write_enable, reads):
-            mod.submodules[name] = mem = Memory(shape=shape, depth=depth, init=[])
-            write = mem.write_port()
-            mod.d.comb += [write.addr.eq(self.ld_addr), write.data.eq(self.ld_data),
-                           write.en.eq(write_enable)]
-            return [mem.read_port() for _ in range(reads)]
+            mod.submodules[name] = buf = Buffer(shape, depth, reads)
+            mod.d.comb += [buf.write_addr.eq(self.ld_addr), buf.write_data.eq(self.ld_data),
+                           buf.write_en.eq(write_enable)]
+            return buf
 
-        act_reads = buffer("act_buf", unsigned(mac.act_bits), cfg.act_depth, self.act_we,
+        act_buf = buffer("act_buf", unsigned(mac.act_bits), cfg.act_depth, self.act_we,
                            cfg.rows)
-        weight_reads = buffer("weight_buf", unsigned(mac.weight_code_bits), cfg.weight_depth,
+        weight_buf = buffer("weight_buf", unsigned(mac.weight_code_bits), cfg.weight_depth,
                               self.weight_we, cfg.cols)
 
         # What waits beside the buffer read: validity per row and column, the control bits.
@@ -119,10 +118,10 @@ class OperandFetch(wiring.Component):
         mod.submodules.weight_valid = weight_valid
         mod.submodules.control = control
         for r in range(cfg.rows):
-            mod.d.comb += [act_reads[r].addr.eq(request.act_addr[r]),
+            mod.d.comb += [act_buf.read_addr[r].eq(request.act_addr[r]),
                            act_valid.i[r].eq(request.act_valid[r])]
         for c in range(cfg.cols):
-            mod.d.comb += [weight_reads[c].addr.eq(request.weight_addr[c]),
+            mod.d.comb += [weight_buf.read_addr[c].eq(request.weight_addr[c]),
                            weight_valid.i[c].eq(request.weight_valid[c])]
         mod.d.comb += control.i.eq(request.control)
 
@@ -133,12 +132,13 @@ class OperandFetch(wiring.Component):
             mod.submodules[f"act_skew{r}"] = act_skew = DelayLine(unsigned(mac.act_bits), r)
             lane = self.grid.west[r]
             flags = control_skew.taps[r]
-            mod.d.comb += [act_skew.i.eq(Mux(act_valid.o[r], act_reads[r].data, 0)),
+            mod.d.comb += [act_skew.i.eq(Mux(act_valid.o[r], act_buf.read_data[r], 0)),
                            lane.a.eq(act_skew.o), lane.en.eq(flags.en),
                            lane.clr.eq(flags.clr), lane.last.eq(flags.last)]
         for c in range(cfg.cols):
             mod.submodules[f"weight_skew{c}"] = weight_skew = DelayLine(
                 unsigned(mac.weight_code_bits), c)
-            mod.d.comb += [weight_skew.i.eq(Mux(weight_valid.o[c], weight_reads[c].data, 0)),
+            mod.d.comb += [weight_skew.i.eq(Mux(weight_valid.o[c], weight_buf.read_data[c],
+                                                0)),
                            self.grid.north[c].eq(weight_skew.o)]
         return mod

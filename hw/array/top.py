@@ -2,10 +2,10 @@
 
 from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..params import validating
+from .buffer import Buffer
 from .config import DESCRIPTOR, LOAD_TARGETS, ArrayConfig, array_ports
 from .controller import Controller
 from .descriptor import descriptor_layout
@@ -116,13 +116,11 @@ class LayerArray(wiring.Component):
                        controller.start.eq(self.start), drain.clear.eq(controller.starting),
                        controller.drain_last_write.eq(drain.last_write)]
 
-        mod.submodules.out_buf = out_buf = Memory(shape=unsigned(cfg.out_word_bits),
-                                                  depth=cfg.out_depth, init=[])
-        out_write = out_buf.write_port()
-        out_read = out_buf.read_port()
-        mod.d.comb += [out_write.en.eq(drain.out_en), out_write.addr.eq(drain.out_addr),
-                       out_write.data.eq(drain.out_data),
-                       out_read.addr.eq(self.rd_addr), self.rd_data.eq(out_read.data)]
+        mod.submodules.out_buf = out_buf = Buffer(unsigned(cfg.out_word_bits), cfg.out_depth)
+        mod.d.comb += [out_buf.write_en.eq(drain.out_en), out_buf.write_addr.eq(drain.out_addr),
+                       out_buf.write_data.eq(drain.out_data),
+                       out_buf.read_addr[0].eq(self.rd_addr),
+                       self.rd_data.eq(out_buf.read_data[0])]
 
         # -- host handshake -----------------------------------------------------------------
         mod.d.comb += [self.busy.eq(controller.busy), self.done.eq(controller.done),

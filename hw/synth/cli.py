@@ -6,6 +6,7 @@
     wrapkit synth rtl/<name>.json --stimulus ops.npz      # real operands (a, w, en, clr)
     wrapkit synth rtl/<name>.json --liberty my.lib --cell-models my_cells.v
     wrapkit synth paper                                    # the six-configuration table
+    wrapkit synth rtl/array_<name>.json --model m.wkx     # a layer array on a trained layer
                                                           # -> docs/results/mac_synthesis.*
 
 Nothing heavy is imported until a subcommand runs.
@@ -56,6 +57,11 @@ def _run(args):
         check_output_file(args.json, "--json", inputs=(args.design,))
     if args.design == "paper":
         return _run_paper(args)
+    if _is_array(args.design):
+        return _run_array(args)
+    if args.model is not None:
+        raise UserError("--model applies to layer arrays (design 'array'); a MAC takes "
+                        "--stimulus FILE")
     stimulus = None
     if args.stimulus != "random":
         from wrapkit.ref.opstream import MacOpStream
@@ -68,6 +74,34 @@ def _run(args):
         from wrapkit.common.files import atomic_write_json
         atomic_write_json(args.json, report)
     print(design_markdown(report))
+    return 0
+
+
+def _is_array(path):
+    from wrapkit.hw.manifest import load_manifest
+    return load_manifest(path)["design"] == "array"
+
+
+def _run_array(args):
+    from wrapkit.hw.array.config import ArrayConfig
+    from wrapkit.hw.manifest import load_manifest
+
+    from .array_synth import array_markdown, evaluate_array, sample_job
+
+    if args.model is None:
+        raise UserError("--model is missing: an array is simulated on a slice of a trained "
+                        "layer; give the export, e.g. --model model.wkx [--layer N]")
+    if args.stimulus != "random":
+        raise UserError("--stimulus is for MAC designs; an array takes --model (and --layer)")
+    cfg = ArrayConfig.from_dict(load_manifest(args.design)["config"])
+    job = sample_job(cfg, args.model, args.layer)
+    report = evaluate_array(args.design, job, liberty=args.liberty,
+                            cell_models=args.cell_models, progress=_progress,
+                            stimulus_name=job.name)
+    if args.json:
+        from wrapkit.common.files import atomic_write_json
+        atomic_write_json(args.json, report)
+    print(array_markdown(report))
     return 0
 
 
@@ -125,18 +159,25 @@ def _paper_command(args):
 def register_synth(subparsers):
     """Add ``wrapkit synth`` to the top-level parser."""
     p = subparsers.add_parser(
-        "synth", help="area, timing and stimulus-based energy of a MAC design (Yosys, "
-                      "OpenSTA, Icarus)",
+        "synth", help="area, timing and stimulus-based energy of a MAC or layer-array design "
+                      "(Yosys, OpenSTA, Icarus)",
         description="Synthesize a generated MAC (rtl/<name>.json) onto a standard-cell "
                     "library, time it, simulate the netlist with operands and report area, "
                     "cycle time and energy per group (multiplier, accumulator, cyclic, "
-                    "auxiliary). 'paper' runs the paper's six configurations and writes the "
-                    "comparison table.")
+                    "auxiliary). A layer array (wrapkit rtl array) is reported per part (PEs, "
+                    "drain lane, control, memories) on a slice of a trained layer (--model). "
+                    "'paper' runs the paper's six configurations and writes the comparison "
+                    "table.")
     p.add_argument("design", metavar="DESIGN",
                    help="a design manifest rtl/<name>.json, or 'paper' for the six-design table")
     p.add_argument("--stimulus", default="random", metavar="random|FILE",
                    help="operands: 'random' (default) or a .npz/.csv with a, w (weight "
                         "codes), en, clr")
+    p.add_argument("--model", metavar="WKX",
+                   help="layer arrays: the trained export whose layer slice is simulated")
+    p.add_argument("--layer", type=int, metavar="N",
+                   help="layer arrays: the engine layer index (default: the integer conv "
+                        "layer with the most MACs that fits the buffers)")
     _common(p)
     p.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
     p.add_argument("--rtl-dir", default="rtl", metavar="DIR",

@@ -69,7 +69,8 @@ def flatten_netlist(design, top, groups, liberty, clock="clk"):
         ``json.load`` of Yosys' ``write_json``.
     top : str
     groups : dict
-        Instance name in the top -> area group; cells of the top itself are "auxiliary".
+        Instance path below the top ("mult", "grid.pe_0_0.mult") -> area group; cells of
+        the top itself are "auxiliary".
     liberty : Library
         For pin directions of the leaf cells.
     clock : str
@@ -116,7 +117,7 @@ def flatten_netlist(design, top, groups, liberty, clock="clk"):
                 out.setdefault(b, []).append((prio, ref))
         return out
 
-    def walk(mod, prefix, sta_prefix, group):
+    def walk(mod, prefix, sta_prefix, group, path=""):
         m = modules[mod]
         for b, refs in bit_names(mod, prefix).items():
             node = (prefix, b)
@@ -128,7 +129,10 @@ def flatten_netlist(design, top, groups, liberty, clock="clk"):
             if ctype in modules:
                 # A kept submodule: its port bits are the same physical nets as the bits
                 # they connect to here.
-                child_group = groups.get(cname, group) if mod == top else group
+                # Groups are keyed by instance path below the top ("grid.pe_0_0.mult"); a
+                # kept instance the map does not name belongs to its parent's group.
+                child_path = f"{path}.{cname}" if path else cname
+                child_group = groups.get(child_path, group)
                 child_ports = modules[ctype]["ports"]
                 esc = cname if _SIMPLE.match(cname) else "\\" + cname + " "
                 child_prefix = prefix + esc + "."
@@ -136,7 +140,7 @@ def flatten_netlist(design, top, groups, liberty, clock="clk"):
                     for pb, cb in zip(child_ports[pname]["bits"], bits):
                         if not isinstance(cb, str) and not isinstance(pb, str):
                             union((prefix, cb), (child_prefix, pb))
-                walk(ctype, child_prefix, sta_prefix + cname + "/", child_group)
+                walk(ctype, child_prefix, sta_prefix + cname + "/", child_group, child_path)
                 continue
             cell_index = len(cells)
             pins = {}

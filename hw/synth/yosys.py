@@ -34,6 +34,7 @@ from pathlib import Path
 
 from wrapkit.common.errors import UserError
 
+from .fanout import buffer_high_fanout, rewrite_netlist
 from .liberty import Library
 from .tools import ToolError, run_tool
 
@@ -183,7 +184,7 @@ def _module_names(verilog_text):
 
 
 def synthesize(verilog, top, groups, liberty: Library, out_dir, *, goal="delay",
-               modules=None):
+               modules=None, fanout_buffers=False):
     """Synthesize ``verilog`` onto ``liberty`` and report the cell area per group.
 
     Parameters
@@ -203,6 +204,11 @@ def synthesize(verilog, top, groups, liberty: Library, out_dir, *, goal="delay",
     modules : dict, optional
         Instance name -> module name, when known (the manifest's ``modules``); otherwise the
         module names are read from the RTL.
+    fanout_buffers : bool
+        After mapping, give every net with many loads a buffer tree
+        (:func:`~.fanout.buffer_high_fanout`), the module input ports included, which ABC
+        leaves unbuffered: needed by designs whose groups pass wide-fanout nets to each
+        other (a layer array's buffer addresses); the MAC flow leaves it off.
 
     Raises
     ------
@@ -252,9 +258,13 @@ def synthesize(verilog, top, groups, liberty: Library, out_dir, *, goal="delay",
         tail = "\n".join(log_text.strip().splitlines()[-12:])
         raise ToolError(f"synthesis: yosys exited with status {proc.returncode}; log "
                         f"{out_dir / 'yosys.log'} ends:\n{tail}")
-    areas, cells, total = parse_stat(log_text)
     netlist_json = out_dir / "netlist.json"
     design = json.loads(netlist_json.read_text())
+    if fanout_buffers:
+        buffer_high_fanout(design, liberty)
+        log_text = rewrite_netlist(design, top, liberty, out_dir)
+        design = json.loads(netlist_json.read_text())
+    areas, cells, total = parse_stat(log_text)
     lib_cells = liberty.cells
     unmapped = sorted({c["type"] for m in design["modules"].values()
                        for c in m.get("cells", {}).values()
