@@ -32,7 +32,7 @@ from wrapkit.common.files import atomic_write_json, atomic_write_text
 from wrapkit.hw.array.cycles import layer_cycles
 from wrapkit.hw.array.jobs import check_job, reference_outputs, words_to_outputs
 from wrapkit.hw.manifest import load_manifest, verilog_path
-from wrapkit.ref.datasets import load_images
+from wrapkit.common.datasets import load_images
 from wrapkit.ref.engine import Engine
 from wrapkit.ref.wkx import read_export
 from wrapkit.sim.cosim_array import array_rtl

@@ -107,7 +107,7 @@ def cosim_network(model, *, images=1, sim="icarus", rows=8, cols=8, dataset=None
     check_simulator(sim)
     say = progress or (lambda msg: None)
     from wrapkit.hw.array.cycles import layer_cycles
-    from wrapkit.ref.datasets import load_images
+    from wrapkit.common.datasets import load_images
     from wrapkit.ref.engine import Engine
     from wrapkit.ref.wkx import read_export
 

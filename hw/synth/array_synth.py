@@ -380,7 +380,7 @@ def sample_job(cfg, model, layer=None, *, image=0, data_dir=None):
     """
     from wrapkit.hw.array.jobs import LayerJob, LayerShape
     from wrapkit.ref.datapath import MacConfig, decode_weights, encode_weights, operand_range
-    from wrapkit.ref.datasets import load_images
+    from wrapkit.common.datasets import load_images
     from wrapkit.ref.engine import Engine
     from wrapkit.ref.wkx import read_export
     from wrapkit.sim.layer_array import layer_jobs, layer_shape
