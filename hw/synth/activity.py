@@ -42,7 +42,8 @@ from wrapkit.ref.opstream import MacOpStream
 
 from .tools import ToolError, run_tool
 
-__all__ = ["GATE_LEVEL_LIMIT_WHY", "MAX_GATE_LEVEL_OPS", "Activity", "GateLevelMismatch", "check_stimulus", "random_stimulus", "simulate", "testbench"]
+__all__ = ["GATE_LEVEL_LIMIT_WHY", "MAX_GATE_LEVEL_OPS", "Activity", "GateLevelMismatch", "check_stimulus",
+           "net_counter_verilog", "random_stimulus", "simulate", "testbench"]
 
 #: Reset cycles before the first operation.
 RESET_CYCLES = 3
@@ -117,6 +118,29 @@ def _hex_digits(bits):
     return (bits + 3) // 4
 
 
+def net_counter_verilog(netlist, nets):
+    """Testbench lines that count, while ``meas`` is high, every transition of the ``nets``
+    (indices into ``netlist.nets``): ``nr``/``nf`` count rising/falling edges (glitches
+    included), ``sr``/``sf`` the changes seen by the ``sample_nets`` task once per cycle
+    (glitch-free activity). ``m = max(len(nets), 1)`` entries each; ``last`` holds the
+    sampled values."""
+    m = max(len(nets), 1)
+    lines = [f"  integer nr [0:{m - 1}];", f"  integer nf [0:{m - 1}];",
+             f"  integer sr [0:{m - 1}];", f"  integer sf [0:{m - 1}];",
+             f"  reg [{m - 1}:0] last;"]
+    for k, i in enumerate(nets):
+        ref = "dut." + netlist.nets[i].ref
+        lines.append(f"  always @(posedge {ref}) if (meas) nr[{k}] = nr[{k}] + 1;")
+        lines.append(f"  always @(negedge {ref}) if (meas) nf[{k}] = nf[{k}] + 1;")
+    lines.append("  task sample_nets; begin")
+    for k, i in enumerate(nets):
+        ref = "dut." + netlist.nets[i].ref
+        lines.append(f"    if (meas && {ref} !== last[{k}]) begin if ({ref}) sr[{k}] = "
+                     f"sr[{k}] + 1; else sf[{k}] = sf[{k}] + 1; end last[{k}] = {ref};")
+    lines.append("  end endtask")
+    return lines
+
+
 def testbench(manifest, netlist, n_ops, period_ns, *, sdf=None, watch=True):
     """Verilog text of the gate-level testbench (see the module docstring)."""
     cfg = MacConfig.from_dict(manifest["config"])
@@ -151,20 +175,8 @@ def testbench(manifest, netlist, n_ops, period_ns, *, sdf=None, watch=True):
         "  integer c, fd, fc;",
     ]
     nets = [i for i, n in enumerate(netlist.nets) if n.ref] if watch else []
+    lines += net_counter_verilog(netlist, nets)
     m = max(len(nets), 1)
-    lines += [f"  integer nr [0:{m - 1}];", f"  integer nf [0:{m - 1}];",
-              f"  integer sr [0:{m - 1}];", f"  integer sf [0:{m - 1}];",
-              f"  reg [{m - 1}:0] last;"]
-    for k, i in enumerate(nets):
-        ref = "dut." + netlist.nets[i].ref
-        lines.append(f"  always @(posedge {ref}) if (meas) nr[{k}] = nr[{k}] + 1;")
-        lines.append(f"  always @(negedge {ref}) if (meas) nf[{k}] = nf[{k}] + 1;")
-    lines.append("  task sample_nets; begin")
-    for k, i in enumerate(nets):
-        ref = "dut." + netlist.nets[i].ref
-        lines.append(f"    if (meas && {ref} !== last[{k}]) begin if ({ref}) sr[{k}] = "
-                     f"sr[{k}] + 1; else sf[{k}] = sf[{k}] + 1; end last[{k}] = {ref};")
-    lines.append("  end endtask")
     out_fmt = " ".join("%h" for _ in outs)
     out_args = ", ".join(p["name"] for p in outs)
     lines += [

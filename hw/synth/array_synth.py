@@ -37,8 +37,9 @@ from wrapkit import __version__
 from wrapkit.common.errors import UserError
 
 from . import cache
+from .activity import net_counter_verilog
 from .energy import energy_per_cycle
-from .evaluate import DesignFlow, _flow_digest
+from .evaluate import DesignFlow, synthesis_code_digest
 from .liberty import read_liberty
 from .sta import run_sta
 from .tools import DEFAULT_LIBERTY, ToolError, default_cell_models, run_tool, tool_version
@@ -88,7 +89,7 @@ def synthesize_array(manifest_path, *, liberty=None, cell_models=None, progress=
     lib.buffer()
     models = Path(cell_models) if cell_models else default_cell_models(lib_path)
     groups = {inst: g for inst, g in manifest["hierarchy"].items() if inst != manifest["top"]}
-    key = cache.cache_key("synth-array", _flow_digest(), verilog, lib_path, manifest["top"],
+    key = cache.cache_key("synth-array", synthesis_code_digest(), verilog, lib_path, manifest["top"],
                           manifest["hierarchy"], manifest["modules"], "delay",
                           tool_version("yosys"), tool_version("sta"))
     entry = cache.cached_entry("synth-array", key)
@@ -161,20 +162,8 @@ def _testbench(manifest, cfg, flat, n_cycles, start, total, period_ns, sdf):
               f"  reg [{stim_bits - 1}:0] stim [0:{n_cycles - 1}];",
               "  reg meas = 0;", "  integer c, fd, fc;"]
     nets = [i for i, n in enumerate(flat.nets) if n.ref]
+    lines += net_counter_verilog(flat, nets)
     m = max(len(nets), 1)
-    lines += [f"  integer nr [0:{m - 1}];", f"  integer nf [0:{m - 1}];",
-              f"  integer sr [0:{m - 1}];", f"  integer sf [0:{m - 1}];",
-              f"  reg [{m - 1}:0] last;"]
-    for k, i in enumerate(nets):
-        ref = "dut." + flat.nets[i].ref
-        lines.append(f"  always @(posedge {ref}) if (meas) nr[{k}] = nr[{k}] + 1;")
-        lines.append(f"  always @(negedge {ref}) if (meas) nf[{k}] = nf[{k}] + 1;")
-    lines.append("  task sample_nets; begin")
-    for k, i in enumerate(nets):
-        ref = "dut." + flat.nets[i].ref
-        lines.append(f"    if (meas && {ref} !== last[{k}]) begin if ({ref}) sr[{k}] = "
-                     f"sr[{k}] + 1; else sf[{k}] = sf[{k}] + 1; end last[{k}] = {ref};")
-    lines.append("  end endtask")
     lines += [
         "  initial begin",
         f"    for (c = 0; c < {m}; c = c + 1) begin nr[c] = 0; nf[c] = 0; sr[c] = 0; "
@@ -315,7 +304,7 @@ def evaluate_array(manifest_path, job, *, liberty=None, cell_models=None, progre
     from wrapkit.hw.array.jobs import jobs_bytes
     flow = synthesize_array(manifest_path, liberty=liberty, cell_models=cell_models,
                             progress=progress)
-    key = cache.cache_key("energy-array", _flow_digest(), flow.entry.name,
+    key = cache.cache_key("energy-array", synthesis_code_digest(), flow.entry.name,
                           Path(flow.cell_models), jobs_bytes([job]), tool_version("iverilog"))
     entry = cache.cached_entry("energy-array", key)
     if entry is not None:

@@ -31,7 +31,7 @@ from .tools import DEFAULT_LIBERTY, default_cell_models, tool_version
 from .yosys import GOALS, synthesize
 
 __all__ = ["FLOW_VERSION", "GROUP_ORDER", "OPS_PER_CYCLE", "DesignFlow", "evaluate",
-           "load_design", "synthesize_design"]
+           "load_design", "synthesis_code_digest", "synthesize_design"]
 
 #: Bumped whenever a change to the flow changes its numbers. The cache key also hashes the
 #: flow's own source files, so an edited flow never reads results of an older one.
@@ -54,7 +54,7 @@ _SIM_STRETCH = 1.3
 _SIM_MARGIN_S = 0.2e-9
 
 
-def _flow_digest():
+def synthesis_code_digest():
     """FLOW_VERSION plus a hash of this package's source (part of every cache key)."""
     return source_fingerprint("hw/synth", exclude=_FRONT_ENDS, extra=(FLOW_VERSION,),
                               length=None)
@@ -127,7 +127,7 @@ def synthesize_design(manifest_path, *, liberty=None, cell_models=None, goal="de
     lib.flip_flop()       # fail early, with a clear message, on a library without one
     lib.buffer()
     models = Path(cell_models) if cell_models else default_cell_models(lib_path)
-    key = cache.cache_key("synth", _flow_digest(), verilog, lib_path, manifest["top"],
+    key = cache.cache_key("synth", synthesis_code_digest(), verilog, lib_path, manifest["top"],
                           manifest["hierarchy"], manifest["modules"], goal,
                           tool_version("yosys"), tool_version("sta"))
     entry = cache.cached_entry("synth", key) if use_cache else None
@@ -201,7 +201,7 @@ def run_energy(flow: DesignFlow, stim: MacOpStream, *, timed=True, use_cache=Tru
                         f"FILE (the gate-level simulation needs one Verilog module per cell)")
     period = flow.period
     sim_period = math.ceil((period * _SIM_STRETCH + _SIM_MARGIN_S) * 1e11) / 1e11
-    key = cache.cache_key("energy", _flow_digest(), flow.entry.name, Path(flow.cell_models),
+    key = cache.cache_key("energy", synthesis_code_digest(), flow.entry.name, Path(flow.cell_models),
                           stim.digest(), timed, sim_period, tool_version("iverilog"))
     entry = cache.cached_entry("energy", key) if use_cache else None
     if entry is not None:
