@@ -174,7 +174,7 @@ class FlowConfig:
 
 #: Preset values (fields not named keep the FlowConfig defaults, which are the quick preset).
 PRESETS = {
-    # About 7-8 minutes on 2 CPU cores: a half-width VGG-7 on 30 000 training images.
+    # About 5 minutes on 2 idle CPU cores: a half-width VGG-7 on 30 000 training images.
     "quick": {},
     # The real schedule: the paper's VGG-7 at a quarter width (as benchmarks/wrapnet_table.py),
     # a float network first, all 60 000 training images, every test image everywhere.
