@@ -27,11 +27,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from wrapkit.common.errors import UserError
+from wrapkit.common.flags import flag_error
 
 from .tools import check_simulator
 
-__all__ = ["ArrayLayerResult", "array_for_layer", "cosim_array_layer", "layer_jobs",
-           "layer_shape"]
+__all__ = ["ARRAY_SIZE_FLAGS", "ArrayLayerResult", "array_for_layer", "cosim_array_layer",
+           "layer_jobs", "layer_shape"]
+
+#: The array-size parameters the command line sets (for errors that name the flag).
+ARRAY_SIZE_FLAGS = {"rows": "--rows", "cols": "--cols"}
 
 
 @dataclass
@@ -133,7 +137,7 @@ def array_for_layer(lay, rows, cols):
                            out_depth=max(2, shape.out_channels * shape.positions),
                            max_channels=max(2, shape.out_channels))
     except (TypeError, ValueError) as exc:
-        raise UserError(f"{exc} (fix --{str(exc).split()[0].replace('_', '-')})") from None
+        raise flag_error(exc, ARRAY_SIZE_FLAGS, quote_parameter=True) from None
 
 
 def _pool(x):

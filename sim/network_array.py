@@ -25,7 +25,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from wrapkit.common.errors import UserError
+from wrapkit.common.flags import flag_error
 
+from .layer_array import ARRAY_SIZE_FLAGS
 from .tools import check_simulator
 
 __all__ = ["NetworkCosimResult", "cosim_network", "network_array_config", "register_network"]
@@ -88,7 +90,7 @@ def network_array_config(layers, rows, cols):
                            out_depth=max(c.out_depth for c in cfgs),
                            max_channels=max(c.max_channels for c in cfgs))
     except (TypeError, ValueError) as exc:
-        raise UserError(f"{exc} (fix --{str(exc).split()[0].replace('_', '-')})") from None
+        raise flag_error(exc, ARRAY_SIZE_FLAGS, quote_parameter=True) from None
 
 
 def _host_tail(engine, last_index, y_last):

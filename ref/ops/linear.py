@@ -32,20 +32,29 @@ def conv_output_size(size, kernel, stride=1, padding=0, dilation=1):
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def _conv_geometry(x, kernel, stride, padding, dilation):
+    """Checked NCHW ``x`` and the (height, width) pairs of kernel, stride, padding, dilation
+    and output size; ValueError when the dilated kernel does not fit the padded input."""
+    x = as_int64("x", x, ndim=4)
+    kh, kw = pair("kernel", kernel, 1)
+    (sh, sw), (ph, pw), (dh, dw) = (pair("stride", stride, 1), pair("padding", padding, 0),
+                                    pair("dilation", dilation, 1))
+    h, w = x.shape[2:]
+    oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"kernel {kh}×{kw} (dilation {dh}×{dw}, padding {ph}×{pw}) does not "
+                         f"fit the {h}×{w} input")
+    return x, (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow)
+
+
 def conv_patches(x, kernel, stride=1, padding=0, dilation=1):
     """Receptive fields of NCHW ``x``: int64 ``(N, C, kh, kw, OH, OW)``.
 
     ``out[n, c, ky, kx, oy, ox] = x_padded[n, c, oy·sh + ky·dh, ox·sw + kx·dw]``.
     """
-    x = as_int64("x", x, ndim=4)
-    kh, kw = pair("kernel", kernel, 1)
-    (sh, sw), (ph, pw), (dh, dw) = (pair("stride", stride, 1), pair("padding", padding, 0),
-                                    pair("dilation", dilation, 1))
+    x, (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = _conv_geometry(
+        x, kernel, stride, padding, dilation)
     n, c, h, w = x.shape
-    oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
-    if oh < 1 or ow < 1:
-        raise ValueError(f"kernel {kh}×{kw} (dilation {dh}×{dw}, padding {ph}×{pw}) does not "
-                         f"fit the {h}×{w} input")
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     out = np.empty((n, c, kh, kw, oh, ow), dtype=np.int64)
     for ky in range(kh):
@@ -114,15 +123,9 @@ def conv_rows(x, kernel, stride=1, padding=0, dilation=1, groups=1, *, channels_
     as :func:`conv_patches` rearranged, copied once, in the narrowest integer type that holds
     ``x`` (a quarter or an eighth of int64's memory traffic).
     """
-    x = as_int64("x", x, ndim=4)
-    kh, kw = pair("kernel", kernel, 1)
-    (sh, sw), (ph, pw), (dh, dw) = (pair("stride", stride, 1), pair("padding", padding, 0),
-                                    pair("dilation", dilation, 1))
+    x, (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = _conv_geometry(
+        x, kernel, stride, padding, dilation)
     n, c, h, w = x.shape
-    oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
-    if oh < 1 or ow < 1:
-        raise ValueError(f"kernel {kh}×{kw} (dilation {dh}×{dw}, padding {ph}×{pw}) does not "
-                         f"fit the {h}×{w} input")
     narrow = narrowest_int(min(int(x.min()), 0) if x.size else 0,
                            max(int(x.max()), 0) if x.size else 0)
     span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
