@@ -89,7 +89,16 @@ def _run_export(args):
         _print_layers(Engine(exp))
     else:
         _print_graph(exp.graph)
+    _print_mac_nodes(exp.graph)
     return 0
+
+
+def _print_mac_nodes(graph):
+    from wrapkit.ref.graph.node_streams import mac_node_names
+
+    names = mac_node_names(graph)
+    if names:
+        print(f"MAC nodes (`wrapkit cosim layer FILE --node NAME`): {', '.join(names)}")
 
 
 def _print_graph(graph):
@@ -175,6 +184,7 @@ def _run_infer(args):
               f"{r['macs_per_image']:>11,} {r['overflow_rate']:>9.4f} {fold:>7} "
               f"{tog['a_mean'] if tog else float('nan'):>13.3f} "
               f"{tog['w_mean'] if tog else float('nan'):>13.3f}")
+    _print_mac_nodes(graph_exp.graph)
     if args.stats:
         doc = {"model": str(args.model), "export_sha256": exp.sha256, "dataset": dataset,
                "images": len(images), "accuracy": accuracy, "gemm": args.gemm,
@@ -227,7 +237,16 @@ def _infer_graph(args, exp):
     print(f"accuracy {accuracy:.4f} ({int(np.sum(pred == images.labels))}/{len(images)}), "
           f"{len(images) / wall:,.0f} images/s")
     _print_graph(exp.graph)
+    _print_mac_nodes(exp.graph)
     return 0
+
+
+def _print_mac_nodes(graph):
+    from wrapkit.ref.graph.node_streams import mac_node_names
+
+    names = mac_node_names(graph)
+    if names:
+        print(f"MAC nodes (`wrapkit cosim layer FILE --node NAME`): {', '.join(names)}")
 
 
 def _cfg_name(mac):

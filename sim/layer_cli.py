@@ -3,11 +3,14 @@
 ::
 
     wrapkit cosim layer model.wkx --layer 2 --images 1 --sim verilator
+    wrapkit cosim layer graph.wkx --node attn.qk --images 1 --sim icarus --max-ops 20000
     wrapkit cosim layer model.wkx --layer 2 --images 1 --sim icarus --path driven --max-ops 20000
 
 Registered into ``wrapkit cosim`` by :func:`wrapkit.sim.cli.register` (one hook line), so
 the MAC and cyclic subcommands and this one share a parser. ``--datapath mac`` (the default)
 runs :mod:`wrapkit.sim.layer_mac`, ``--datapath array`` :mod:`wrapkit.sim.layer_array`.
+``--layer N`` picks a layer of a version-1 file; ``--node NAME`` a MAC-type node (conv2d,
+depthwise included, linear, matmul) of a graph file of either version.
 Imports nothing heavy until it runs. Exit 0: every cycle matched; 1: a mismatch; 2: bad input or a missing tool.
 """
 
@@ -30,8 +33,13 @@ def register_layer(sub):
                     "generated for the layer's bit widths, and check every cycle against "
                     "wrapkit.ref and every dot product against the engine.")
     p.add_argument("model", metavar="FILE.wkx", help="export written by `wrapkit export`")
-    p.add_argument("--layer", type=int, required=True, metavar="N",
-                   help="index of an integer layer (`wrapkit infer` lists them)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--layer", type=int, metavar="N",
+                       help="index of an integer layer of a version-1 file (`wrapkit infer` "
+                            "lists them)")
+    which.add_argument("--node", metavar="NAME",
+                       help="a MAC-type node (conv2d, linear, matmul) of a graph file, "
+                            "version 2 or 1 (`wrapkit infer` lists the MAC nodes)")
     p.add_argument("--images", type=int, default=1, metavar="K",
                    help="test images feeding the layer (default 1)")
     p.add_argument("--sim", default=DEFAULT_SIMULATOR, metavar="SIM",
@@ -60,21 +68,34 @@ def _run(args):
         from wrapkit.common.paths import check_output_file
         check_output_file(args.json, "--json", inputs=(args.model,))
     if args.datapath == "array":
-        from .layer_array import run_cli
-        return run_cli(args)
+        from . import layer_array
+
+        if args.node is None:
+            return layer_array.run_cli(args)
+        run_node_cli = getattr(layer_array, "run_node_cli", None)
+        if run_node_cli is None:
+            raise UserError("--datapath array runs version-1 layers only (--layer N); "
+                            "cosimulate a graph node on --datapath mac")
+        return run_node_cli(args)
     from .tools import check_simulator
 
     check_simulator(args.sim)
     from wrapkit.common.files import atomic_write_json
 
-    from .layer_mac import cosim_layer
+    from .layer_mac import cosim_layer, cosim_node
 
-    result = cosim_layer(args.model, args.layer, images=args.images, sim=args.sim,
-                         path=args.path, max_ops=args.max_ops, dataset=args.dataset,
-                         data_dir=args.data_dir,
-                         progress=lambda msg: print(f"cosim layer: {msg}", flush=True))
+    say = lambda msg: print(f"cosim layer: {msg}", flush=True)  # noqa: E731
+    if args.node is not None:
+        result = cosim_node(args.model, args.node, images=args.images, sim=args.sim,
+                            path=args.path, max_ops=args.max_ops, dataset=args.dataset,
+                            data_dir=args.data_dir, progress=say)
+    else:
+        result = cosim_layer(args.model, args.layer, images=args.images, sim=args.sim,
+                             path=args.path, max_ops=args.max_ops, dataset=args.dataset,
+                             data_dir=args.data_dir, progress=say)
     r = result
-    print(f"cosim layer {r.layer} ({r.name}) of {r.model} on {r.sim}, {r.path}: "
+    what = (f"node {r.name} ({r.kind})" if r.layer is None else f"layer {r.layer} ({r.name})")
+    print(f"cosim {what} of {r.model} on {r.sim}, {r.path}: "
           f"{r.checked:,} of {r.ops:,} MAC operations checked ({r.dots:,} dot products x "
           f"{r.fan_in}, {r.images} image(s)), {r.mismatches} mismatches, "
           f"{r.final_mismatches} dot products differing from the integer engine")
@@ -97,10 +118,16 @@ def _run(args):
 
 
 def _save_stream(args):
-    from .layer_mac import layer_operands
+    from .layer_mac import layer_operands, node_operation_stream
 
-    _, _, stream, _ = layer_operands(args.model, args.layer, args.images, dataset=args.dataset,
-                                     data_dir=args.data_dir, max_ops=args.max_ops)
+    if args.node is not None:
+        stream = node_operation_stream(args.model, args.node, args.images,
+                                       dataset=args.dataset, data_dir=args.data_dir,
+                                       max_ops=args.max_ops)[0]
+    else:
+        _, _, stream, _ = layer_operands(args.model, args.layer, args.images,
+                                         dataset=args.dataset, data_dir=args.data_dir,
+                                         max_ops=args.max_ops)
     try:
         stream.save(args.save_stream)
     except OSError as exc:

@@ -1,4 +1,4 @@
-"""Cosimulation of a trained layer on one MAC: real operands through the RTL, checked against ref.
+"""Cosimulation of a trained layer or graph node on one MAC: real operands through the RTL.
 
 The MAC path of ``wrapkit cosim layer`` (the layer-array path is :mod:`wrapkit.sim.layer_array`).
 :func:`cosim_layer` takes an export (``.wkx``), one of its integer layers and some test
@@ -18,10 +18,20 @@ images, and
    from Python, checked by the scoreboard);
 4. checks every cycle's ``acc`` (and ``y``) against ``wrapkit.ref.mac_stream``, and each dot
    product's final accumulator and MAC output against the engine's ``wrap(z)`` and ``y``.
+
+:func:`cosim_node` does the same for any MAC-type node (conv2d incl. depthwise, linear,
+matmul) of a graph file (version 2, or version 1 read as a graph): the graph engine
+(:class:`wrapkit.ref.graph.GraphEngine`) computes the node's inputs and output on the test
+images, :func:`wrapkit.ref.graph.node_streams.node_stream` turns them into the node's
+operation stream and the MAC it needs, and steps 2-4 are the same. A dot product whose last
+accumulator or output differs from the engine is reported with its operation index, its last
+operands, what the engine expects and what the RTL gave.
 """
 
 import time
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from wrapkit.common.errors import UserError
 
@@ -29,7 +39,8 @@ from .designs import mac_design_for
 from .runner import build_root
 from .tools import check_simulator
 
-__all__ = ["PATHS", "LayerCosimResult", "cosim_layer", "layer_design", "layer_operands"]
+__all__ = ["PATHS", "LayerCosimResult", "cosim_layer", "cosim_node", "final_mismatch_examples",
+           "layer_design", "layer_operands", "node_operation_stream"]
 
 PATHS = ("preloaded", "driven")
 
@@ -45,10 +56,11 @@ class LayerCosimResult:
     excluded) over ``wall_s``, the wall-clock time from writing the first stream file to
     the last check; ``sim_s``, ``io_s`` and ``check_s`` are per-stage sums, which overlap
     on the preloaded path (the next chunk simulates while the previous one is checked).
+    A graph node's result has ``layer`` None, ``name`` the node and ``kind`` its kind.
     """
 
     model: str
-    layer: int
+    layer: int | None
     name: str
     design: str
     sim: str
@@ -68,6 +80,7 @@ class LayerCosimResult:
     check_s: float = 0.0
     wall_s: float = 0.0
     log: str = ""
+    kind: str = "layer"
 
     @property
     def ops(self):
@@ -110,11 +123,16 @@ def layer_operands(model, layer, images=1, *, dataset=None, data_dir=None, max_o
     from wrapkit.ref.streams import layer_stream
     from wrapkit.ref.wkx import read_export
 
-    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
-        raise UserError(f"--images must be an integer >= 1, got {images!r}")
-    if max_ops is not None and (isinstance(max_ops, bool) or not isinstance(max_ops, int)
-                                or max_ops < 1):
-        raise UserError(f"--max-ops must be an integer >= 1, got {max_ops!r}")
+    _check_counts(images, max_ops)
+    from wrapkit.ref.wkx import GRAPH_SCHEMA, decode, read_bytes
+
+    if decode(read_bytes(model), model).header.get("schema") == GRAPH_SCHEMA:
+        from wrapkit.ref.graph import read_graph
+        from wrapkit.ref.graph.node_streams import mac_node_names
+
+        names = ", ".join(mac_node_names(read_graph(model).graph)) or "none"
+        raise UserError(f"{model} is an integer graph (version 2), which has nodes, not "
+                        f"layers: pass --node NAME (its MAC nodes: {names})")
     exp = read_export(model)
     engine = Engine(exp)
     lay = engine.layer(layer)
@@ -166,6 +184,11 @@ def cosim_layer(model, layer, *, images=1, sim="icarus", path="preloaded", max_o
                               stream.dots, lay.fan_in, engine_s=engine_s)
     say(f"design: {cfg.name} for layer {layer} ({lay.name}: {lay.describe()}); "
         f"{result.ops:,} MAC operations in {stream.dots:,} dot products")
+    _simulate(result, cfg, stream, say)
+    return result
+
+
+def _simulate(result, cfg, stream, say):
     t1 = time.perf_counter()
     manifest_path = layer_design(cfg)
     from wrapkit.hw.manifest import load_manifest, verilog_path
@@ -173,10 +196,119 @@ def cosim_layer(model, layer, *, images=1, sim="icarus", path="preloaded", max_o
     manifest = load_manifest(manifest_path)
     verilog = verilog_path(manifest_path, manifest)
     result.build_s = time.perf_counter() - t1
-    if path == "preloaded":
-        _run_preloaded(result, manifest_path, stream, say)
+    if result.path == "preloaded":
+        acc, out = _run_preloaded(result, manifest_path, stream, say)
     else:
-        _run_driven(result, manifest_path, manifest, verilog, stream, say)
+        acc, out = _run_driven(result, manifest_path, manifest, verilog, stream, say)
+    if result.final_mismatches:
+        result.examples += final_mismatch_examples(stream, acc, out)
+
+
+def final_mismatch_examples(stream, acc, out, limit=10):
+    """One line per dot product (at most ``limit``) whose last ``acc``/``out`` (per operation,
+    e.g. the RTL's) differ from the stream's ``final_acc``/``final_out`` (the integer engine):
+    its operation index, last operands, expected and actual values."""
+    ends = stream.dot_ends()
+    acc, out = np.asarray(acc), np.asarray(out)
+    bad = np.flatnonzero((acc[ends] != stream.final_acc) | (out[ends] != stream.final_out))
+    lines = []
+    for d in bad[:limit]:
+        i = int(ends[d])
+        lines.append(f"dot product #{d} ends at op #{i}: a={int(stream.a[i])} "
+                     f"w=0x{int(stream.w[i]):x}: integer engine expects acc "
+                     f"{int(stream.final_acc[d])}, y {int(stream.final_out[d])}; got acc "
+                     f"{int(acc[i])}, y {int(out[i])}")
+    return lines
+
+
+def node_operation_stream(model, node, images=1, *, dataset=None, data_dir=None,
+                          max_ops=None):
+    """Operation stream of MAC node ``node`` of graph file ``model`` on the first test images.
+
+    Returns ``(stream, cfg, graph_node, n_images)``: the node's
+    :class:`~wrapkit.ref.opstream.MacOpStream` (the first whole dot products within
+    ``max_ops`` operations), the :class:`~wrapkit.ref.datapath.MacConfig` it needs and the
+    graph node.
+
+    Raises
+    ------
+    UserError
+        Unreadable file, no such node, a node that is not MAC-type or has no MAC, bad
+        counts, missing dataset.
+    """
+    from wrapkit.common.datasets import load_images
+    from wrapkit.ref.graph import GraphEngine, read_graph
+    from wrapkit.ref.graph.node_streams import node_mac_config, node_stream
+
+    _check_counts(images, max_ops)
+    exp = read_graph(model)
+    graph = exp.graph
+    try:
+        cfg = node_mac_config(graph, node)
+    except UserError as exc:
+        raise UserError(f"{model}: {exc}") from None
+    gnode = graph.node(node)
+    spec = exp.header.get("input") or {}
+    dataset = dataset or spec.get("dataset")
+    if dataset is None:
+        raise UserError(f"{model} records no dataset; pass --dataset")
+    test = load_images(dataset, "test", data_dir).first(images)
+    fan_in = _fan_in(graph, gnode)
+    max_dots = None if max_ops is None else max(1, max_ops // fan_in)
+    # Only as many images as the kept dot products need.
+    per_image = gnode.output.size
+    if max_dots is not None:
+        test = test.first(max(1, -(-max_dots // per_image)))
+    engine = GraphEngine(graph)
+    keep = [s for s in gnode.inputs if s not in graph.inputs] + [node]
+    values = engine.run(test.pixels, keep=keep)
+    feeds = engine.check_inputs(test.pixels)
+    inputs = [values[s] if s in values else feeds[s] for s in gnode.inputs]
+    stream, _ = node_stream(graph, node, inputs, output=values[node], max_dots=max_dots)
+    return stream, cfg, gnode, len(test)
+
+
+def _fan_in(graph, node):
+    if node.kind == "matmul":
+        return graph.type_of(node.inputs[0]).shape[-1]
+    return int(np.prod(node.weights["weight"].shape[1:]))
+
+
+def _check_counts(images, max_ops):
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        raise UserError(f"--images must be an integer >= 1, got {images!r}")
+    if max_ops is not None and (isinstance(max_ops, bool) or not isinstance(max_ops, int)
+                                or max_ops < 1):
+        raise UserError(f"--max-ops must be an integer >= 1, got {max_ops!r}")
+
+
+def cosim_node(model, node, *, images=1, sim="icarus", path="preloaded", max_ops=None,
+               dataset=None, data_dir=None, progress=None):
+    """Cosimulate MAC node ``node`` of a graph file on real test images (module docstring).
+
+    Parameters are those of :func:`cosim_layer`, with ``node`` a node name (``wrapkit
+    infer FILE`` lists the MAC nodes).
+
+    Returns
+    -------
+    LayerCosimResult
+        With ``layer`` None, ``name`` the node and ``kind`` its kind.
+    """
+    check_simulator(sim)
+    if path not in PATHS:
+        raise UserError(f"unknown --path {path!r}; choose one of {', '.join(PATHS)}")
+    say = progress or (lambda msg: None)
+    t0 = time.perf_counter()
+    say(f"engine: running the graph on {images} test image(s) up to node {node}")
+    stream, cfg, gnode, n_images = node_operation_stream(
+        model, node, images, dataset=dataset, data_dir=data_dir, max_ops=max_ops)
+    fan_in = len(stream) // stream.dots
+    result = LayerCosimResult(str(model), None, node, cfg.name, sim, path, n_images,
+                              stream.dots, fan_in, engine_s=time.perf_counter() - t0,
+                              kind=gnode.kind)
+    say(f"design: {cfg.name} for node {node} ({gnode.kind}, {gnode.output.describe()}); "
+        f"{result.ops:,} MAC operations in {stream.dots:,} dot products")
+    _simulate(result, cfg, stream, say)
     return result
 
 
@@ -190,6 +322,7 @@ def _run_preloaded(result, manifest_path, stream, say):
     result.build_s += run.build_s
     result.sim_s, result.io_s, result.check_s = run.sim_s, run.io_s, run.check_s
     result.wall_s = run.wall_s
+    return run.acc, run.out
 
 
 def _run_driven(result, manifest_path, manifest, verilog, stream, say):
@@ -223,3 +356,4 @@ def _run_driven(result, manifest_path, manifest, verilog, stream, say):
     result.final_mismatches = stream.final_mismatches(acc, out)
     result.check_s += time.perf_counter() - t
     result.wall_s += time.perf_counter() - t
+    return acc, out
