@@ -36,8 +36,9 @@ from wrapkit.common.errors import UserError
 from wrapkit.ref.datapath import MacConfig
 from wrapkit.ref.opstream import MacOpStream
 
-__all__ = ["NetworkActivity", "baseline_config", "datapath_config", "estimate_export",
-           "estimate_markdown", "network_activity", "sample_stream"]
+__all__ = ["NetworkActivity", "baseline_config", "check_manifests", "datapath_config",
+           "estimate_export", "estimate_markdown", "generate_mac_designs", "network_activity",
+           "sample_stream"]
 
 #: Runs of consecutive dot products per layer sample (positions spread over the images).
 DEFAULT_SEGMENTS = 8
@@ -209,7 +210,7 @@ def network_activity(exp, images, *, n_ops=1000, segments=DEFAULT_SEGMENTS, seed
     return NetworkActivity(records, layers, len(images), images.name, accuracy, cfg)
 
 
-def _designs(configs, rtl_dir):
+def generate_mac_designs(configs, rtl_dir):
     """Generate the MAC for each config into ``rtl_dir``; manifest paths in order."""
     from wrapkit.hw.verilog import mac_design, write_designs
 
@@ -259,12 +260,21 @@ def estimate_export(model, *, images=16, dataset=None, data_dir=None, n_ops=1000
         ``baseline_config`` and the engine's per-layer statistics merged into ``layers``.
     """
     from wrapkit.common.datasets import load_images
-    from wrapkit.ref.wkx import ExportFile, read_export
+    from wrapkit.ref.wkx import GRAPH_SCHEMA, ExportFile, decode, read_bytes, read_export
 
     from .estimate import estimate_layers
 
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
         raise UserError(f"--images must be an integer >= 1, got {images!r}")
+    if not isinstance(model, ExportFile) \
+            and decode(read_bytes(model), model).header.get("schema") == GRAPH_SCHEMA:
+        return _estimate_graph_file(model, images, dataset, data_dir, act_bits,
+                                    datapath_manifest or baseline_manifest,
+                                    n_ops=n_ops, segments=segments, seed=seed,
+                                    array_macs=array_macs,
+                                    baseline_acc_bits=baseline_acc_bits, rtl_dir=rtl_dir,
+                                    liberty=liberty, cell_models=cell_models, goal=goal,
+                                    timed=timed, use_cache=use_cache, progress=progress)
     exp = model if isinstance(model, ExportFile) else read_export(model)
     dataset = dataset or exp.header["input"].get("dataset")
     if dataset is None:
@@ -287,9 +297,10 @@ def estimate_export(model, *, images=16, dataset=None, data_dir=None, n_ops=1000
                 rtl_dir = tmp.name
             if progress:
                 progress(f"rtl: generating {', '.join(wanted[r].name for r in missing)}")
-            for role, path in zip(missing, _designs([wanted[r] for r in missing], rtl_dir)):
+            for role, path in zip(missing, generate_mac_designs([wanted[r] for r in missing],
+                                                                rtl_dir)):
                 given[role] = path
-        _check_manifests(given, wanted)
+        check_manifests(given, wanted)
         result = estimate_layers(act.records, given["datapath"],
                                  baseline_manifest=given["baseline"] if base_cfg else None,
                                  array_macs=array_macs, liberty=liberty,
@@ -316,7 +327,33 @@ def estimate_export(model, *, images=16, dataset=None, data_dir=None, n_ops=1000
     return result
 
 
-def _check_manifests(given, wanted):
+def _estimate_graph_file(model, images, dataset, data_dir, act_bits, manifests, **options):
+    from wrapkit.common.datasets import load_images
+    from wrapkit.ref.graph import read_graph
+
+    from .network_graph import estimate_graph
+
+    if act_bits is not None:
+        raise UserError("--act-bits applies to layer-chain (version 1) files, which share one "
+                        f"datapath; {model} is an integer graph, whose MAC nodes each run on "
+                        "the MAC of their own widths")
+    if manifests is not None:
+        raise UserError(f"{model} is an integer graph: its MACs are generated per node "
+                        "configuration, not given")
+    exp = read_graph(model)
+    dataset = dataset or (exp.header.get("input") or {}).get("dataset")
+    if dataset is None:
+        raise UserError(f"{model} records no dataset; pass --dataset")
+    test = load_images(dataset, "test", data_dir).first(images)
+    progress = options.get("progress")
+    if progress:
+        progress(f"engine: {len(test)} {dataset} test images through {Path(model).name}")
+    result = estimate_graph(exp, test, **options)
+    result["dataset"] = dataset
+    return result
+
+
+def check_manifests(given, wanted):
     from wrapkit.hw.manifest import load_manifest, mac_config
 
     for role, path in given.items():
@@ -330,6 +367,10 @@ def _check_manifests(given, wanted):
 
 def estimate_markdown(est):
     """A short markdown report of :func:`estimate_export`'s result."""
+    if est.get("schema") == "wrapkit.estimate.graph/1":
+        from .network_graph import estimate_graph_markdown
+
+        return estimate_graph_markdown(est)
     d, b = est["datapath"], est.get("baseline")
     roles = [("datapath", d)] + ([("baseline", b)] if b else [])
     lines = [f"# Network estimate: {Path(est['model']).name}", "",

@@ -55,7 +55,7 @@ from ..opstream import MacOpStream
 from .registry import MAC_NODE_KINDS, NODE_KINDS
 
 __all__ = ["NodeOperands", "mac_node_names", "node_mac_config", "node_operands",
-           "node_stream", "node_toggles"]
+           "node_statistics", "node_stream", "node_toggles"]
 
 #: Widest operands the MAC generator builds (:class:`wrapkit.ref.datapath.MacConfig`).
 _MAX_ACT_BITS, _MAX_WEIGHT_BITS = 32, 16
@@ -165,8 +165,17 @@ class NodeOperands:
     def indices(self, start=0, stop=None):
         """Rows of ``a_table`` and ``w_table`` of dot products ``start .. stop - 1``."""
         stop = self.dots if stop is None else min(int(stop), self.dots)
-        blk, pos, ch = np.unravel_index(np.arange(start, stop), self.shape)
+        return self.rows_of(np.arange(start, stop))
+
+    def rows_of(self, dots):
+        """Rows of ``a_table`` and ``w_table`` of the dot products numbered ``dots``."""
+        blk, pos, ch = np.unravel_index(np.asarray(dots, dtype=np.int64), self.shape)
         return self.a_of(blk, pos, ch), self.w_of(blk, pos, ch)
+
+    def stream(self, dots, source="node"):
+        """The dot products numbered ``dots`` (in that order) as a MacOpStream."""
+        ai, wi = self.rows_of(dots)
+        return MacOpStream.from_dot_products(self.a_table[ai], self.w_codes[wi], source=source)
 
 
 def node_operands(graph, name, inputs):
@@ -302,3 +311,46 @@ def node_toggles(operands, chunk_dots=4096):
         w_t += (_bits(w[1:], w_bits) != _bits(w[:-1], w_bits)).sum(axis=0)
         prev = (a[-1], w[-1])
     return a_t, w_t, max(0, operands.dots * operands.fan_in - 1)
+
+
+def node_statistics(operands, acc, chunk_dots=4096):
+    """What the node's accumulator and operands do over its whole stream, in one pass.
+
+    Parameters
+    ----------
+    operands : NodeOperands
+    acc : wrapkit.ref.ops.AccumulatorMode
+        The node's accumulator.
+
+    Returns
+    -------
+    dict
+        ``dots``, ``macs``; ``overflow_rate``: dot products whose exact sum lies outside the
+        accumulator's range (None for ``exact``); ``cyclic_fold_rate``: dot products the
+        cyclic activation folds (``|wrap(z)| > T``; None without one); ``a_zero_fraction``;
+        ``a_toggles_per_bit``/``w_toggles_per_bit``: mean operand bit toggles per
+        consecutive operation pair (:func:`node_toggles`).
+    """
+    from ..datapath import cyclic_threshold
+
+    bits = None if acc.mode == "exact" else acc.bits
+    over = folds = zeros = 0
+    for start in range(0, operands.dots, chunk_dots):
+        ai, wi = operands.indices(start, start + chunk_dots)
+        a = operands.a_table[ai].astype(np.int64)
+        zeros += int(np.count_nonzero(a == 0))
+        if bits is None:
+            continue
+        z = np.einsum("ij,ij->i", a, operands.w_table[wi])
+        m = wrap(z, bits)
+        over += int(np.count_nonzero(m != z))
+        if acc.mode == "cyclic":
+            folds += int(np.count_nonzero(np.abs(m) > cyclic_threshold(bits, acc.k)))
+    a_t, w_t, pairs = node_toggles(operands, chunk_dots)
+    dots, macs = operands.dots, operands.dots * operands.fan_in
+    return {"dots": dots, "macs": macs,
+            "overflow_rate": None if bits is None else over / dots,
+            "cyclic_fold_rate": folds / dots if acc.mode == "cyclic" else None,
+            "a_zero_fraction": zeros / macs,
+            "a_toggles_per_bit": float(a_t.mean() / pairs) if pairs else 0.0,
+            "w_toggles_per_bit": float(w_t.mean() / pairs) if pairs else 0.0}
