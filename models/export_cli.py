@@ -89,16 +89,7 @@ def _run_export(args):
         _print_layers(Engine(exp))
     else:
         _print_graph(exp.graph)
-    _print_mac_nodes(exp.graph)
     return 0
-
-
-def _print_mac_nodes(graph):
-    from wrapkit.ref.graph.node_streams import mac_node_names
-
-    names = mac_node_names(graph)
-    if names:
-        print(f"MAC nodes (`wrapkit cosim layer FILE --node NAME`): {', '.join(names)}")
 
 
 def _print_graph(graph):
