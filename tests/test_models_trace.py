@@ -3,6 +3,7 @@ depthwise + pixel-shuffle network and an attention block become integer graphs w
 integer node equals PyTorch's; unsupported modules and functions are refused in one line."""
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -176,7 +177,14 @@ def test_export_and_infer_cli_write_and_run_a_graph(tmp_path, capsys):
     assert main(["infer", str(out), "--images", "50"]) == 0
     text = capsys.readouterr().out
     assert "integer graph" in text and "accuracy" in text
-    assert main(["infer", str(out), "--stats", str(tmp_path / "s.json")]) == 2
-    assert "apply to layer-chain (version 1) files" in capsys.readouterr().err
+    assert main(["infer", str(out), "--requant", "float"]) == 2
+    assert "applies to layer-chain (version 1) files" in capsys.readouterr().err
+    # --stats of a graph: per MAC node, every image counted.
+    assert main(["infer", str(out), "--images", "30", "--stats", str(tmp_path / "s.json")]) == 0
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert [r["name"] for r in doc["nodes"]] == [n.name for n in exp.graph.nodes
+                                                 if n.kind in ("conv2d", "linear", "matmul")]
+    assert all(r["images"] == 30 and r["dots"] > 0 for r in doc["nodes"])
+    assert "per-node statistics" in capsys.readouterr().out
     assert main(["infer", str(out), "--images", "20", "--gemm", "int64"]) == 0
     assert "(gemm int64)" in capsys.readouterr().out

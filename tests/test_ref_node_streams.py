@@ -157,3 +157,33 @@ def test_nodes_without_a_mac_are_refused_in_one_line(kind, in_types, attrs, weig
     with pytest.raises(UserError, match=message) as info:
         node_mac_config(g, node)
     assert "\n" not in str(info.value)
+
+
+def test_graph_node_stats_count_overflows_folds_and_toggles_batch_by_batch():
+    from wrapkit.ref.graph.node_stats import GraphNodeStats
+
+    _, kind, in_types, attrs, weights = CASES[0]          # cyclic 8-bit conv: folds happen
+    graph = _graph(kind, in_types, {**attrs, "acc": ops.AccumulatorMode("cyclic", 6, 2)},
+                   weights)
+    x = _codes((9, *in_types[0].shape), in_types[0])
+    engine = GraphEngine(graph)
+    z = ops.conv2d(x, weights["weight"], padding=1)       # exact sums
+    m = ops.AccumulatorMode("wrap", 6).finish(z)
+    rows = []
+    for batch in (2, 9):
+        stats = GraphNodeStats(graph, toggle_images=3)
+        assert stats.keep == []                          # the node reads the graph input
+        for start in range(0, len(x), batch):
+            feeds = engine.check_inputs(x[start:start + batch])
+            stats.add({**feeds, **engine.run_batch(feeds, keep=stats.keep)})
+        rows.append(stats.to_dicts()[0])
+    first, second = rows
+    assert first == second                               # batching does not change a count
+    assert first["images"] == 9 and first["dots"] == z.size
+    assert first["overflows"] == int(np.count_nonzero(m != z)) > 0
+    t = (2 * 32) // 3                                    # T = floor(k·2^(b-1)/(k+1)) = 21
+    assert first["cyclic_folds"] == int(np.count_nonzero(np.abs(m) > t)) > 0
+    assert first["max_abs_z"] == int(np.abs(z).max())
+    a_t, w_t, pairs = node_toggles(node_operands(graph, "mac", [x[:3]]))
+    assert first["toggles"]["images"] == 3 and first["toggles"]["transitions"] == pairs
+    np.testing.assert_allclose(first["toggles"]["a_per_bit"], a_t / pairs)

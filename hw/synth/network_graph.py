@@ -127,7 +127,9 @@ def _graph_activity(exp, images, *, n_ops, segments, seed):
                    "mac": configs[node.name].name, "fan_in": ops.fan_in,
                    "record": LayerRecord(node.name, macs, operands=stim)}
             stats = node_statistics(ops, node.attrs["acc"])
-            row.update({k: v for k, v in stats.items() if k not in ("dots", "macs")})
+            row.update({k: stats[k] for k in ("overflow_rate", "cyclic_fold_rate",
+                                              "a_zero_fraction", "a_toggles_per_bit",
+                                              "w_toggles_per_bit")})
             rows.append(row)
         elif _float_macs(graph, node) is not None:
             rows.append({"node": node.name, "kind": node.kind, "label": node.kind,

@@ -178,7 +178,7 @@ class NodeOperands:
         return MacOpStream.from_dot_products(self.a_table[ai], self.w_codes[wi], source=source)
 
 
-def node_operands(graph, name, inputs):
+def node_operands(graph, name, inputs, *, require_mac=True):
     """The :class:`NodeOperands` of MAC node ``name`` given its input arrays.
 
     Parameters
@@ -188,14 +188,22 @@ def node_operands(graph, name, inputs):
     inputs : list of arrays
         The node's inputs, batch first, as the graph engine computes them
         (``GraphEngine.run(..., keep=node.inputs)``).
+    require_mac : bool
+        False: a node the MAC cannot run (a saturating accumulator, operands too wide) still
+        gets its tables, with ``cfg`` and ``w_codes`` None (for statistics).
 
     Raises
     ------
     UserError
-        As :func:`node_mac_config`.
+        As :func:`node_mac_config` (with ``require_mac``).
     """
     node = _mac_node(graph, name)
-    cfg = node_mac_config(graph, name)
+    try:
+        cfg = node_mac_config(graph, name)
+    except UserError:
+        if require_mac:
+            raise
+        cfg = None
     x = np.asarray(inputs[0])
     if node.kind == "conv2d":
         w = np.asarray(node.weights["weight"]).astype(np.int64)
@@ -229,7 +237,8 @@ def node_operands(graph, name, inputs):
         shape = (len(a_table) // m, m, p)
         a_of = (lambda blk, pos, ch: blk * m + pos)
         w_of = (lambda blk, pos, ch: blk * p + ch)
-    w_codes = encode_weights(w_table, cfg.weight_kind, cfg.weight_bits)
+    w_codes = None if cfg is None else encode_weights(w_table, cfg.weight_kind,
+                                                      cfg.weight_bits)
     return NodeOperands(a_table, w_table, w_codes, shape, a_of, w_of, cfg)
 
 
@@ -313,7 +322,7 @@ def node_toggles(operands, chunk_dots=4096):
     return a_t, w_t, max(0, operands.dots * operands.fan_in - 1)
 
 
-def node_statistics(operands, acc, chunk_dots=4096):
+def node_statistics(operands, acc, chunk_dots=4096, *, toggles=True):
     """What the node's accumulator and operands do over its whole stream, in one pass.
 
     Parameters
@@ -321,36 +330,45 @@ def node_statistics(operands, acc, chunk_dots=4096):
     operands : NodeOperands
     acc : wrapkit.ref.ops.AccumulatorMode
         The node's accumulator.
+    toggles : bool
+        Also count operand toggles (:func:`node_toggles`; needs the node's MAC).
 
     Returns
     -------
     dict
-        ``dots``, ``macs``; ``overflow_rate``: dot products whose exact sum lies outside the
-        accumulator's range (None for ``exact``); ``cyclic_fold_rate``: dot products the
-        cyclic activation folds (``|wrap(z)| > T``; None without one); ``a_zero_fraction``;
-        ``a_toggles_per_bit``/``w_toggles_per_bit``: mean operand bit toggles per
-        consecutive operation pair (:func:`node_toggles`).
+        Counts ``dots``, ``macs``, ``overflows`` (dot products whose exact sum lies outside
+        the accumulator's range), ``cyclic_folds`` (dot products the cyclic activation folds
+        back, ``|wrap(z)| > T``), ``a_zeros``, ``max_abs_z`` (largest exact ``|z|``); rates
+        ``overflow_rate`` (None for ``exact``), ``cyclic_fold_rate`` (None without a cyclic
+        activation), ``a_zero_fraction``; with ``toggles``, ``a_toggles``/``w_toggles`` per
+        bit, ``transitions`` and their means per bit and operation pair,
+        ``a_toggles_per_bit``/``w_toggles_per_bit``.
     """
     from ..datapath import cyclic_threshold
 
     bits = None if acc.mode == "exact" else acc.bits
-    over = folds = zeros = 0
+    over = folds = zeros = top = 0
     for start in range(0, operands.dots, chunk_dots):
         ai, wi = operands.indices(start, start + chunk_dots)
         a = operands.a_table[ai].astype(np.int64)
         zeros += int(np.count_nonzero(a == 0))
+        z = np.einsum("ij,ij->i", a, operands.w_table[wi])
+        top = max(top, int(np.abs(z).max()) if z.size else 0)
         if bits is None:
             continue
-        z = np.einsum("ij,ij->i", a, operands.w_table[wi])
         m = wrap(z, bits)
         over += int(np.count_nonzero(m != z))
         if acc.mode == "cyclic":
             folds += int(np.count_nonzero(np.abs(m) > cyclic_threshold(bits, acc.k)))
-    a_t, w_t, pairs = node_toggles(operands, chunk_dots)
     dots, macs = operands.dots, operands.dots * operands.fan_in
-    return {"dots": dots, "macs": macs,
-            "overflow_rate": None if bits is None else over / dots,
-            "cyclic_fold_rate": folds / dots if acc.mode == "cyclic" else None,
-            "a_zero_fraction": zeros / macs,
-            "a_toggles_per_bit": float(a_t.mean() / pairs) if pairs else 0.0,
-            "w_toggles_per_bit": float(w_t.mean() / pairs) if pairs else 0.0}
+    out = {"dots": dots, "macs": macs, "overflows": over, "cyclic_folds": folds,
+           "a_zeros": zeros, "max_abs_z": top,
+           "overflow_rate": None if bits is None else over / max(dots, 1),
+           "cyclic_fold_rate": folds / max(dots, 1) if acc.mode == "cyclic" else None,
+           "a_zero_fraction": zeros / max(macs, 1)}
+    if toggles:
+        a_t, w_t, pairs = node_toggles(operands, chunk_dots)
+        out.update(a_toggles=a_t.tolist(), w_toggles=w_t.tolist(), transitions=pairs,
+                   a_toggles_per_bit=float(a_t.mean() / pairs) if pairs else 0.0,
+                   w_toggles_per_bit=float(w_t.mean() / pairs) if pairs else 0.0)
+    return out
