@@ -249,17 +249,16 @@ def estimate_graph_markdown(est):
     lines = [f"# Graph estimate: {Path(est['model']).name}", "",
              f"Real operands of {est['images']} test images ({est['n_ops_per_layer']} MAC "
              f"operations simulated per node and MAC); {est['scope']}.", "",
-             "| MAC | nodes | " + " | ".join(
-                 f"{r} cycle (ns) | {r} MAC area (um^2) | {r} nJ" for r in roles) + " |",
-             "|---|---|" + "---:|---:|---:|" * len(roles)]
+             "| nodes | " + " | ".join(
+                 f"{r} MAC | cycle (ns) | MAC area (um^2) | nJ" for r in roles) + " |",
+             "|---|" + "---|---:|---:|---:|" * len(roles)]
     for d in est["designs"]:
         cells = []
         for r in roles:
             x = d[r]
-            cells += [f"`{x['design']}` {x['cycle_time_ns']:.2f}", f"{x['mac_area_um2']:,.0f}",
+            cells += [f"`{x['design']}`", f"{x['cycle_time_ns']:.2f}", f"{x['mac_area_um2']:,.0f}",
                       f"{x['energy_per_inference_nj']:.3f}"]
-        lines.append(f"| `{d['datapath']['design']}` | {', '.join(d['nodes'])} | "
-                     + " | ".join(cells) + " |")
+        lines.append(f"| {', '.join(d['nodes'])} | " + " | ".join(cells) + " |")
     lines += ["", "| kind | nodes | MACs | " + " | ".join(f"{r} nJ" for r in roles) + " |",
               "|---|---|---:|" + "---:|" * len(roles)]
     for kind, k in est["kinds"].items():
