@@ -150,3 +150,20 @@ def test_node_of_a_version_1_file(tiny_export):
     by_node = node_operation_stream(tiny_export[1], layer.name, 1, max_ops=2000)[0]
     for field in ("a", "w", "clr", "final_acc", "final_out"):
         assert np.array_equal(getattr(by_node, field), getattr(by_layer, field)), field
+
+
+def test_array_datapath_node_goes_to_the_array_node_runner(graph_files, capsys, monkeypatch):
+    """--datapath array --node runs sim.layer_array.run_node_cli where it exists, else one
+    line naming the limit (exit 2)."""
+    from wrapkit.sim import layer_array
+
+    model = str(graph_files["depthwise"])
+    monkeypatch.delattr(layer_array, "run_node_cli", raising=False)
+    assert main(["cosim", "layer", model, "--node", "dw", "--datapath", "array"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--datapath array runs version-1 layers only" in err
+    seen = []
+    monkeypatch.setattr(layer_array, "run_node_cli", lambda args: seen.append(args) or 0,
+                        raising=False)
+    assert main(["cosim", "layer", model, "--node", "dw", "--datapath", "array"]) == 0
+    assert seen[0].node == "dw" and seen[0].layer is None
