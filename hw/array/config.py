@@ -64,6 +64,13 @@ DESCRIPTOR = (
     ("base0", True, "-p * W - p: buffer address of output position 0's window corner"),
     ("requant", False, "1: write clamp((y*m + b) >> s, 0, qmax); 0: write y itself"),
     ("qmax", False, "largest output code, 2^out_bits - 1 of this layer"),
+    ("group_out", False, "output channels per group, out_channels / groups (out_channels "
+                         "when groups = 1)"),
+    ("group_in_words", False, "(in_channels / groups) * H * W: activation buffer distance "
+                              "between groups"),
+    ("group_out_words", False, "group_out * OH * OW: output buffer distance between groups"),
+    ("dilation", False, "kernel dilation d: window taps lie d apart"),
+    ("dil_row", False, "d * W: activation buffer distance between window rows"),
 )
 
 

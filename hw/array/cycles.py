@@ -42,6 +42,8 @@ class CycleReport:
     init : int
         Loading the first ``rows`` positions into the rows (``rows`` cycles).
     tiles, position_tiles, channel_tiles : int
+        ``tiles = position_tiles * channel_tiles``; ``channel_tiles`` counts the tiles of
+        every group, ``groups * ceil(group_out / cols)`` (a tile never mixes groups).
     period : int
         Cycles between tiles, ``max(K, rows*cols)``: a tile streams ``K`` operands, and the
         single drain lane needs ``rows*cols`` cycles per tile.
@@ -73,7 +75,8 @@ class CycleReport:
 def layer_cycles(cfg: ArrayConfig, shape):
     """Exact cycle count of ``shape`` (a :class:`~.layer.LayerShape`) on ``cfg``.
 
-    The timeline, with ``K`` the fan-in, ``R x C`` the array, ``T`` the tile count and
+    The timeline, with ``K`` the fan-in (of one group), ``R x C`` the array, ``T`` the tile
+    count ``ceil(positions/R) * groups * ceil((out_channels/groups)/C)`` and
     ``P = max(K, R*C)``::
 
         start edge
@@ -93,7 +96,7 @@ def layer_cycles(cfg: ArrayConfig, shape):
     R, C = cfg.rows, cfg.cols
     k = shape.fan_in
     pt = math.ceil(shape.positions / R)
-    ct = math.ceil(shape.out_channels / C)
+    ct = shape.groups * math.ceil(shape.group_out / C)
     tiles = pt * ct
     period = max(k, R * C)
     depth = pipeline_depths()
