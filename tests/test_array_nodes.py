@@ -265,3 +265,18 @@ def test_run_node_cli_on_icarus(graph_nets, capsys, tmp_path, net, node):
 
     doc = json.loads(out.read_text())
     assert doc["ok"] and doc["cycles"] == doc["model_cycles"] > 0 and doc["outputs"] > 0
+
+
+@pytest.mark.sim
+def test_version1_export_node_on_icarus(tiny_export):
+    """A version-1 export is read as its graph: its integer conv nodes run by name."""
+    from wrapkit.ref.graph import read_graph as read
+    from wrapkit.sim.layer_array import cosim_array_node
+
+    _, wkx, _ = tiny_export
+    graph = read(wkx).graph
+    convs = [n.name for n in graph.nodes if n.kind == "conv2d"]
+    r = cosim_array_node(wkx, convs[0], images=1, sim="icarus", rows=4, cols=4)
+    assert r.ok and r.mismatches == 0 and r.outputs == int(np.prod(graph.node(
+        convs[0]).output.shape))
+    assert r.cycles == r.model_cycles > 0 and r.kind == "conv2d"
