@@ -419,7 +419,7 @@ def cosim_array_node(model, node, *, images=1, sim="icarus", rows=8, cols=8, arr
     from wrapkit.hw.array.config import ArrayConfig
     from wrapkit.hw.array.cycles import layer_cycles
     from wrapkit.hw.array.jobs import check_job
-    from wrapkit.hw.array.nodes import node_jobs, node_output, node_shape
+    from wrapkit.hw.array.nodes import node_describe, node_jobs, node_output, node_shape
     from wrapkit.hw.manifest import load_manifest
     from wrapkit.ref.graph import GraphEngine, read_graph
 
@@ -461,8 +461,8 @@ def cosim_array_node(model, node, *, images=1, sim="icarus", rows=8, cols=8, arr
         manifest_path = array_rtl(cfg)
     per_image = len(jobs) // len(test)
     pred = layer_cycles(cfg, shape)
-    res = ArrayNodeResult(str(model), node, mac_node.kind, shape.describe(), cfg.name, sim,
-                          len(test), jobs=len(jobs), macs=shape.macs * per_image,
+    res = ArrayNodeResult(str(model), node, mac_node.kind, node_describe(graph, mac_node),
+                          cfg.name, sim, len(test), jobs=len(jobs), macs=shape.macs * per_image,
                           rows=cfg.rows, cols=cfg.cols, model_cycles=pred.total * per_image,
                           utilisation=pred.utilisation, engine_s=engine_s)
     say(f"simulate: {len(jobs)} job(s) ({per_image} per image) on {sim}, {pred.total:,} "

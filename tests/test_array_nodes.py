@@ -23,7 +23,14 @@ from wrapkit.hw.array.jobs import (
     matmul_operand_mac,
     reference_outputs,
 )
-from wrapkit.hw.array.nodes import array_nodes, node_jobs, node_mac, node_output, node_shape
+from wrapkit.hw.array.nodes import (
+    array_nodes,
+    node_describe,
+    node_jobs,
+    node_mac,
+    node_output,
+    node_shape,
+)
 from wrapkit.hw.array.pysim import run_layers
 from wrapkit.ref import ops
 from wrapkit.ref.datapath import MacConfig, cyclic, decode_weights, wrap
@@ -147,6 +154,51 @@ def test_trained_graph_nodes_in_pysim(graph_nets):
     assert ran == {("conv2d", True, False), ("linear", False, False), ("matmul", False, True)}
     dw = graph_nets["depthwise"].graph.node("dw")
     assert node_shape(graph_nets["depthwise"].graph, dw).groups == 4   # depthwise: 4 groups
+
+
+def test_hand_built_graph_nodes_in_pysim():
+    """Node forms the trained networks lack: a matmul with a head axis (one job per head), a
+    dilated grouped conv with an exact accumulator, a linear node on a vector, all on one
+    graph input; outputs back in the node's layout equal the graph engine's."""
+    from wrapkit.ref.graph import Graph, TensorType, infer_types, new_node
+
+    rng = np.random.default_rng(4)
+    graph = Graph(
+        {"x": TensorType.integer((4, 7, 6), 4, False),
+         "a": TensorType.integer((2, 3, 5), 6, True),
+         "b": TensorType.integer((2, 5, 4), 5, False)},
+        [new_node("conv", "conv2d", ["x"],
+                  {"stride": (1, 1), "padding": (2, 2), "dilation": (2, 2), "groups": 2,
+                   "acc": {"mode": "exact", "bits": None, "k": None},
+                   "weight_kind": "int", "weight_bits": None},
+                  {"weight": rng.integers(-9, 10, (6, 2, 3, 3)).astype(np.int8)}),
+         new_node("flat", "flatten", ["x"]),
+         new_node("fc", "linear", ["flat"],
+                  {"acc": {"mode": "cyclic", "bits": 10, "k": 2}, "weight_kind": "binary",
+                   "weight_bits": None},
+                  {"weight": rng.choice([-1, 1], (5, 168)).astype(np.int8)}),
+         new_node("mm", "matmul", ["a", "b"], {"acc": {"mode": "wrap", "bits": 9, "k": None}})],
+        ["conv", "fc", "mm"])
+    infer_types(graph)
+    feeds = {"x": rng.integers(0, 16, (2, 4, 7, 6)), "a": rng.integers(-32, 32, (2, 2, 3, 5)),
+             "b": rng.integers(0, 32, (2, 2, 5, 4))}
+    want = GraphEngine(graph).run(feeds)
+    for name in ("conv", "fc", "mm"):
+        node = graph.node(name)
+        inputs = [feeds[s] if s in feeds else feeds["x"].reshape(2, -1) for s in node.inputs]
+        jobs = node_jobs(graph, node, inputs)
+        assert len(jobs) == (4 if name == "mm" else 2)       # 2 samples x 2 heads
+        s = node_shape(graph, node)
+        cfg = ArrayConfig(2, 3, node_mac(graph, node), act_depth=256, weight_depth=1024,
+                          out_depth=256, max_channels=8)
+        results = run_layers(cfg, jobs)
+        got = node_output(graph, node, [r["out"] for r in results])
+        np.testing.assert_array_equal(got, want[name], err_msg=name)
+        assert all(r["cycles"] == layer_cycles(cfg, s).total for r in results)
+    assert node_mac(graph, graph.node("conv")).acc_bits == graph.node("conv").output.bits
+    assert node_mac(graph, graph.node("mm")).weight_bits == 6   # 5-bit unsigned B
+    assert node_describe(graph, graph.node("mm")) == "matmul 3x5 @ 5x4, 2 slices per sample"
+    assert node_describe(graph, graph.node("fc")) == "linear 168->5"
 
 
 def test_job_files_keep_groups_dilation_and_matmul(tmp_path):

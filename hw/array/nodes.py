@@ -31,8 +31,8 @@ from wrapkit.ref.datapath import MacConfig, encode_weights, signed_bits_for_rang
 
 from .jobs import LayerJob, LayerShape, matmul_job, matmul_operand_mac
 
-__all__ = ["ARRAY_NODE_KINDS", "array_nodes", "node_jobs", "node_mac", "node_output",
-           "node_shape"]
+__all__ = ["ARRAY_NODE_KINDS", "array_nodes", "node_describe", "node_jobs", "node_mac",
+           "node_output", "node_shape"]
 
 #: The graph node kinds the array runs.
 ARRAY_NODE_KINDS = ("conv2d", "linear", "matmul")
@@ -117,6 +117,20 @@ def node_shape(graph, node):
                                  node.attrs["groups"], dilation)
     except ValueError as exc:
         raise UserError(f"{_where(node)}: {exc}") from None
+
+
+def node_describe(graph, node):
+    """One job of ``node`` in words, naming what the node is (a linear node over tokens runs
+    as a 1x1 convolution; a matmul with batch or head axes as one job per slice)."""
+    shape = node_shape(graph, node)
+    x = graph.type_of(node.inputs[0]).shape
+    if node.kind == "linear" and len(x) > 1:
+        return (f"linear {shape.in_channels}->{shape.out_channels} over {shape.positions} "
+                "positions (a 1x1 conv)")
+    if node.kind == "matmul" and len(x) > 2:
+        slices = int(np.prod(x[:-2], dtype=np.int64))
+        return f"{shape.describe()}, {slices} slices per sample"
+    return shape.describe()
 
 
 def node_jobs(graph, node, inputs):
