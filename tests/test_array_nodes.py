@@ -123,9 +123,30 @@ def test_grouped_dilated_and_matmul_jobs_in_pysim():
             model = layer_cycles(cfg, job.shape)
             assert res["cycles"] == model.total and res["edges"] == model.total + 1
             assert res["busy"] == (1, 0)
-    # A depthwise layer uses one column per tile: 6 channels in 6 tiles per position tile.
-    assert layer_cycles(DW_CFG, LayerShape.conv2d(6, 5, 6, 6, 3, 1, 1, groups=6)).channel_tiles \
-        == 6
+    # A depthwise layer uses one column per tile: 6 channels in 6 tiles per position tile,
+    # each K = 9 cycles long (the drain lane reads one column: R + C - 1 = 3 cycles).
+    dw = layer_cycles(DW_CFG, LayerShape.conv2d(6, 5, 6, 6, 3, 1, 1, groups=6))
+    assert dw.channel_tiles == 6 and dw.period == 9
+
+
+def test_depthwise_tile_period_is_the_drain_bound(monkeypatch):
+    """A depthwise tile drains one column, so tiles follow each other every
+    max(K, R + C - 1) cycles instead of R*C; the bound is exact: one cycle less, and the
+    next tile's results replace some before the drain lane reads them."""
+    import wrapkit.hw.array.jobs as jobs_module
+
+    cfg = ArrayConfig(3, 4, MacConfig(3, False, "binary", None, 8, 2), out_bits=4,
+                      act_depth=128, weight_depth=128, out_depth=128, max_channels=8)
+    shape = LayerShape.conv2d(5, 3, 4, 5, 1, groups=5)          # K = 1
+    assert layer_cycles(cfg, shape).period == 3 + 4 - 1
+    job = random_job(shape, cfg.mac, np.random.default_rng(2), out_bits=4, name="dw1x1")
+    res = run_layers(cfg, [job])[0]
+    np.testing.assert_array_equal(res["out"], reference_outputs(job)["out"])
+    assert res["cycles"] == layer_cycles(cfg, shape).total
+    period = jobs_module.tile_period
+    monkeypatch.setattr(jobs_module, "tile_period", lambda c, s: period(c, s) - 1)
+    res = run_layers(cfg, [job], max_cycles=2000)[0]
+    assert np.count_nonzero(res["out"] != reference_outputs(job)["out"]) > 0
 
 
 def test_trained_graph_nodes_in_pysim(graph_nets):

@@ -71,6 +71,11 @@ DESCRIPTOR = (
     ("group_out_words", False, "group_out * OH * OW: output buffer distance between groups"),
     ("dilation", False, "kernel dilation d: window taps lie d apart"),
     ("dil_row", False, "d * W: activation buffer distance between window rows"),
+    ("drain_cols", False, "columns the drain lane reads per tile: cols, or for a grouped "
+                          "layer min(cols, group_out) (the others hold no output)"),
+    ("period", False, "cycles between tiles, max(K, rows*drain_cols + cols - drain_cols): "
+                      "the feed's K operands, or the drain lane's reads before the next "
+                      "tile's results replace them"),
 )
 
 

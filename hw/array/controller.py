@@ -139,8 +139,7 @@ class Controller(wiring.Component):
         group_end = Signal(unsigned(cfg.dim_bits))
         group_base = Signal(signed(cfg.coord_bits))
         period_last = Signal(unsigned(cfg.dim_bits))
-        mod.d.comb += period_last.eq(Mux(desc.fan_in >= rows * cols, desc.fan_in - 1,
-                                         rows * cols - 1))
+        mod.d.comb += period_last.eq(desc.period - 1)
         idle = Signal()
         feeding = Signal()
         issue = Signal()

@@ -40,7 +40,8 @@ class DrainLane(wiring.Component):
     """Reads a tile's ``rows*cols`` results one per cycle and writes the layer's outputs.
 
     When the grid signals ``ready`` the lane walks the tile column by column (one output
-    channel's ``rows`` positions after another), so each cycle selects one dot product,
+    channel's ``rows`` positions after another; the first ``desc.drain_cols`` columns: a
+    depthwise layer's tile holds one channel), so each cycle selects one dot product,
     applies the cyclic activation (when ``k`` is set) and the requantizer with the
     channel's ``(m, b, s)`` from the per-channel tables, and writes the output buffer at
     ``channel*positions + position``. Positions past the map and channels past the tile's
@@ -144,7 +145,8 @@ class DrainLane(wiring.Component):
         last_tile_of_group = first_channel + cols >= group_end
         last_group = group_end >= desc.out_channels
         valid = active & (position < desc.positions) & (channel < group_end)
-        final = (active & (row == rows - 1) & (col == cols - 1) & last_tile_of_group
+        last_col = col == desc.drain_cols - 1
+        final = (active & (row == rows - 1) & last_col & last_tile_of_group
                  & last_group & (first_position + rows >= desc.positions))
         mod.d.comb += [mult_tab.read_addr[0].eq(channel), bias_tab.read_addr[0].eq(channel),
                        shift_tab.read_addr[0].eq(channel)]
@@ -153,7 +155,7 @@ class DrainLane(wiring.Component):
             mod.d.sync += index.eq(index + 1)
             with mod.If(row == rows - 1):
                 mod.d.sync += [row.eq(0), column_base.eq(column_base + desc.positions)]
-                with mod.If(col == cols - 1):
+                with mod.If(last_col):
                     # The next tile may already be ready: drain it right behind this one.
                     mod.d.sync += [col.eq(0), index.eq(0), active.eq(self.results.ready)]
                     with mod.If(~last_tile_of_group):

@@ -57,8 +57,8 @@ from wrapkit.ref.requant import check_bounds, requantize
 from .config import CYCLE_BITS, DESCRIPTOR, LOAD_TARGETS, MULT_WIDTH, ArrayConfig
 
 __all__ = ["LAYER_KINDS", "SECOND_OPERANDS", "LayerJob", "LayerShape", "check_job",
-           "descriptor", "jobs_bytes", "load_jobs", "load_program", "matmul_job", "matmul_operand_mac",
-           "reference_outputs", "words_to_outputs"]
+           "descriptor", "drain_cols", "jobs_bytes", "load_jobs", "load_program", "matmul_job",
+           "matmul_operand_mac", "reference_outputs", "tile_period", "words_to_outputs"]
 
 LAYER_KINDS = ("conv2d", "linear")
 #: What the weight buffer holds: trained weights, or the second activation tensor of a matmul.
@@ -302,6 +302,24 @@ def _need(param, have, need, what, flag):
                         f"array with {flag} {need}")
 
 
+def drain_cols(cfg: ArrayConfig, shape: LayerShape):
+    """Columns the drain lane reads per tile: ``cols``; for a grouped layer whose groups
+    have fewer output channels than the array has columns (depthwise), only those."""
+    return cfg.cols if shape.groups == 1 else min(cfg.cols, shape.group_out)
+
+
+def tile_period(cfg: ArrayConfig, shape: LayerShape):
+    """Cycles between tiles: ``max(K, R*D + C - D)`` with ``D`` :func:`drain_cols`.
+
+    The feed needs ``K``; the drain lane reads PE ``(r, c)`` of a tile ``c*R + r`` cycles
+    after the tile's last (bottom-right) result is captured, and the next tile's result
+    replaces it ``P - (R - 1 - r) - (C - 1 - c)`` cycles after that, so every read in time
+    needs ``P >= R*D + C - D`` (``R*C`` when all columns are read).
+    """
+    d = drain_cols(cfg, shape)
+    return max(shape.fan_in, cfg.rows * d + cfg.cols - d)
+
+
 def descriptor(cfg: ArrayConfig, shape: LayerShape, out_bits=None):
     """The layer descriptor registers (see :data:`~.config.DESCRIPTOR`).
 
@@ -336,6 +354,8 @@ def descriptor(cfg: ArrayConfig, shape: LayerShape, out_bits=None):
         "group_out_words": shape.group_out * shape.positions,
         "dilation": shape.dilation,
         "dil_row": shape.dilation * w,
+        "drain_cols": drain_cols(cfg, shape),
+        "period": tile_period(cfg, shape),
     }
     assert list(d) == [f[0] for f in DESCRIPTOR]
     return d
