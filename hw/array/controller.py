@@ -51,7 +51,8 @@ class Controller(wiring.Component):
         IDLE   loads allowed (busy = 0); start -> INIT, cycles = 0
         INIT   ``rows`` cycles: output positions 0 .. rows-1 shift into the rows
         FEED   one operand request per cycle: tile after tile, each a period of
-               P = max(K, rows*cols) cycles whose first K cycles issue j = 0 .. K-1
+               P = desc.period cycles whose first K cycles issue j = 0 .. K-1 (the host
+               computes P >= K so that the drain lane keeps up, jobs.tile_period)
         WAIT   until the drain lane writes the last output -> IDLE (done = 1)
 
     Row ``r`` requests activation ``(g*Cg + c, oy*s + ky*d - p, ox*s + kx*d - p)`` of its
