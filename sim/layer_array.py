@@ -19,6 +19,12 @@ The array is either generated for the layer (``rows`` x ``cols`` PEs, the layer'
 buffers just large enough; cached in the build folder) or an existing design given by its
 manifest, which must fit the layer (:func:`~wrapkit.hw.array.jobs.check_job` names the
 parameter and the minimum when it does not).
+
+:func:`cosim_array_node` does the same for one MAC-type node of an integer graph (a
+version-2 file, or a version-1 file as its graph, :mod:`wrapkit.ref.graph.v1`): conv2d with
+any groups (depthwise) and dilation, linear, and matmul of two activation tensors
+(:mod:`wrapkit.hw.array.nodes` turns the node into jobs). The graph engine gives the node's
+input tensors and its output ``y`` (its ``keep`` hook); the array writes ``y`` too.
 """
 
 import time
@@ -31,8 +37,9 @@ from wrapkit.common.flags import flag_error
 
 from .tools import check_simulator
 
-__all__ = ["ARRAY_SIZE_FLAGS", "ArrayLayerResult", "array_for_layer", "cosim_array_layer",
-           "layer_jobs", "layer_shape"]
+__all__ = ["ARRAY_SIZE_FLAGS", "ArrayLayerResult", "ArrayNodeResult", "array_for_layer",
+           "array_for_node", "cosim_array_layer", "cosim_array_node", "layer_jobs",
+           "layer_shape", "run_node_cli"]
 
 #: The array-size parameters the command line sets (for errors that name the flag).
 ARRAY_SIZE_FLAGS = {"rows": "--rows", "cols": "--cols"}
@@ -312,6 +319,206 @@ def run_cli(args):
           f"{r.load_s:.2f} s, read back {r.read_back_s:.2f} s, simulator run "
           f"{r.sim_wall_s:.2f} s; generation/build {r.build_s:.1f} s and engine "
           f"{r.engine_s:.1f} s not counted")
+    for line in (r.examples + r.cycle_errors)[:10]:
+        print(f"  mismatch: {line}")
+    if args.json:
+        try:
+            atomic_write_json(args.json, r.to_dict())
+        except OSError as exc:
+            raise UserError(f"cannot write --json {args.json}: {exc.strerror or exc}") from None
+    return 0 if r.ok else 1
+
+
+# -- one node of an integer graph (`wrapkit cosim layer FILE --node NAME --datapath array`) --
+
+@dataclass
+class ArrayNodeResult:
+    """Outcome of :func:`cosim_array_node` (cycles are per image: the sum over its jobs)."""
+
+    model: str
+    node: str
+    kind: str
+    describe: str
+    design: str
+    sim: str
+    images: int
+    jobs: int = 0
+    outputs: int = 0
+    mismatches: int = 0            # array vs the graph engine's node output
+    testbench_mismatches: int = 0  # array vs wrapkit.ref (reference_outputs), in the testbench
+    cycles: int = 0                # per image, from the RTL's cycles port
+    model_cycles: int = 0          # per image, the cycle model
+    utilisation: float = 0.0
+    macs: int = 0                  # per image
+    rows: int = 0
+    cols: int = 0
+    compute_s: float = 0.0
+    sim_wall_s: float = 0.0
+    build_s: float = 0.0
+    engine_s: float = 0.0
+    cycle_errors: list = field(default_factory=list)
+    examples: list = field(default_factory=list)
+    log: str = ""
+
+    @property
+    def ok(self):
+        return (self.outputs > 0 and self.mismatches == 0 and self.testbench_mismatches == 0
+                and not self.cycle_errors and self.cycles == self.model_cycles)
+
+    def to_dict(self):
+        d = asdict(self)
+        d.update(ok=self.ok)
+        return d
+
+
+def _mac_node(graph, name, model):
+    """The node ``name`` of ``graph``, which must be one the array runs."""
+    from wrapkit.hw.array.nodes import ARRAY_NODE_KINDS, array_nodes
+
+    names = array_nodes(graph)
+    listing = (f"its MAC nodes ({', '.join(ARRAY_NODE_KINDS)}): {', '.join(names)}"
+               if names else "it has no MAC node")
+    if name not in {n.name for n in graph.nodes}:
+        raise UserError(f"{model} has no node {name!r}; {listing}")
+    node = graph.node(name)
+    if node.kind not in ARRAY_NODE_KINDS:
+        raise UserError(f"node {name!r} of {model} is a {node.kind} node, not a MAC node; "
+                        f"{listing}")
+    return node
+
+
+def array_for_node(graph, node, rows, cols):
+    """An :class:`ArrayConfig` of ``rows`` x ``cols`` PEs with the node's MAC and buffers
+    just large enough for one of its jobs."""
+    from wrapkit.hw.array.config import ArrayConfig
+    from wrapkit.hw.array.nodes import node_mac, node_shape
+
+    shape, mac = node_shape(graph, node), node_mac(graph, node)
+    try:
+        return ArrayConfig(rows, cols, mac, out_bits=8,
+                           act_depth=max(2, shape.in_channels * shape.in_h * shape.in_w),
+                           weight_depth=max(2, shape.out_channels * shape.fan_in),
+                           out_depth=max(2, shape.out_channels * shape.positions),
+                           max_channels=max(2, shape.out_channels))
+    except (TypeError, ValueError) as exc:
+        raise flag_error(exc, ARRAY_SIZE_FLAGS, quote_parameter=True) from None
+
+
+def cosim_array_node(model, node, *, images=1, sim="icarus", rows=8, cols=8, array=None,
+                     dataset=None, data_dir=None, progress=None):
+    """Run MAC-type node ``node`` of the graph in ``model`` on the RTL array (module
+    docstring); arguments as :func:`cosim_array_layer`'s, ``node`` a node name.
+
+    Returns
+    -------
+    ArrayNodeResult
+    """
+    check_simulator(sim)
+    say = progress or (lambda msg: None)
+    from wrapkit.common.datasets import load_images
+    from wrapkit.hw.array.config import ArrayConfig
+    from wrapkit.hw.array.cycles import layer_cycles
+    from wrapkit.hw.array.jobs import check_job
+    from wrapkit.hw.array.nodes import node_describe, node_jobs, node_output, node_shape
+    from wrapkit.hw.manifest import load_manifest
+    from wrapkit.ref.graph import GraphEngine, read_graph
+
+    from .cosim_array import array_rtl, cosim_array
+
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        raise UserError(f"--images must be an integer >= 1, got {images!r}")
+    t0 = time.perf_counter()
+    exp = read_graph(model)
+    graph = exp.graph
+    mac_node = _mac_node(graph, node, model)
+    shape = node_shape(graph, mac_node)
+    header_input = exp.header.get("input") or {}
+    test = load_images(dataset or header_input.get("dataset"), "test", data_dir).first(images)
+    say(f"engine: running {len(test)} test image(s) up to node {node}")
+    wanted = sorted({node} | {s for s in mac_node.inputs if s not in graph.inputs})
+    values = GraphEngine(graph).run(test.pixels, keep=wanted)
+    inputs = [values[s] if s not in graph.inputs else test.pixels.astype(np.int64)
+              for s in mac_node.inputs]
+    jobs = node_jobs(graph, mac_node, inputs)
+    engine_s = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    if array is not None:
+        manifest = load_manifest(array)
+        if manifest["design"] != "array":
+            raise UserError(f"{array} describes a {manifest['design']!r} design, not an array; "
+                            "generate one with `wrapkit rtl array`")
+        cfg = ArrayConfig.from_dict(manifest["config"])
+        manifest_path = array
+    else:
+        cfg = array_for_node(graph, mac_node, rows, cols)
+        manifest_path = None
+    for job in jobs:
+        check_job(cfg, job)
+    if manifest_path is None:
+        say(f"design: generating a {rows}x{cols} array for node {node} "
+            f"({shape.describe()}, {jobs[0].mac.name})")
+        manifest_path = array_rtl(cfg)
+    per_image = len(jobs) // len(test)
+    pred = layer_cycles(cfg, shape)
+    res = ArrayNodeResult(str(model), node, mac_node.kind, node_describe(graph, mac_node),
+                          cfg.name, sim, len(test), jobs=len(jobs), macs=shape.macs * per_image,
+                          rows=cfg.rows, cols=cfg.cols, model_cycles=pred.total * per_image,
+                          utilisation=pred.utilisation, engine_s=engine_s)
+    say(f"simulate: {len(jobs)} job(s) ({per_image} per image) on {sim}, {pred.total:,} "
+        "cycles each by the cycle model")
+    t2 = time.perf_counter()
+    cos = cosim_array(manifest_path, jobs, sim)
+    t3 = time.perf_counter()
+    res.build_s = (t2 - t1) + max(0.0, (t3 - t2) - cos.sim_result.wall_s)
+    res.sim_wall_s = cos.sim_result.wall_s
+    res.log = str(cos.sim_result.log_file)
+    res.testbench_mismatches = cos.mismatches
+    res.cycle_errors = list(cos.cycle_errors)
+    res.examples = list(cos.examples)
+    if len(cos.layers) != len(jobs) or any(o is None for o in cos.outputs):
+        res.cycle_errors.append(cos.sim_result.summary())
+        return res
+    cycles = np.array([l["cycles"] for l in cos.layers]).reshape(len(test), per_image)
+    per_image_cycles = cycles.sum(axis=1)
+    res.cycles = int(per_image_cycles.max())
+    if per_image_cycles.min() != per_image_cycles.max():
+        res.cycle_errors.append(f"cycles per image differ: {per_image_cycles.tolist()}")
+    res.compute_s = sum(l["wall_s"]["compute"] for l in cos.layers)
+    got = node_output(graph, mac_node, cos.outputs)
+    want = values[node]
+    res.outputs = got.size
+    bad = got != want
+    res.mismatches = int(np.count_nonzero(bad))
+    for idx in list(zip(*np.nonzero(bad)))[:10]:
+        res.examples.append(f"image {idx[0]} output {tuple(int(i) for i in idx[1:])}: engine "
+                            f"{int(want[idx])}, array {int(got[idx])}")
+    return res
+
+
+def run_node_cli(args):
+    """``wrapkit cosim layer FILE --node NAME --datapath array``: exit 0 all equal, 1 a
+    mismatch, 2 bad input (a UserError)."""
+    check_simulator(args.sim)
+    if getattr(args, "max_ops", None) is not None:
+        raise UserError("--max-ops applies to --datapath mac; the array runs whole nodes")
+    if args.array is not None and (args.rows is not None or args.cols is not None):
+        raise UserError("--array fixes the array; drop --rows/--cols or drop --array")
+    from wrapkit.common.files import atomic_write_json
+
+    r = cosim_array_node(args.model, args.node, images=args.images, sim=args.sim,
+                         rows=8 if args.rows is None else args.rows,
+                         cols=8 if args.cols is None else args.cols, array=args.array,
+                         dataset=args.dataset, data_dir=args.data_dir,
+                         progress=lambda msg: print(f"cosim layer: {msg}", flush=True))
+    print(f"cosim node {r.node} ({r.kind}: {r.describe}) of {r.model} on {r.sim}, "
+          f"{r.rows}x{r.cols} array {r.design}: {r.images} image(s), {r.jobs} job(s), "
+          f"{r.outputs:,} outputs, {r.mismatches} mismatches against the integer engine; "
+          f"{r.testbench_mismatches} against wrapkit.ref")
+    print(f"  cycles per image {r.cycles:,} (cycle model {r.model_cycles:,}), {r.macs:,} MACs "
+          f"per image, MAC utilisation {100 * r.utilisation:.1f}%")
+    print(f"  wall: compute {r.compute_s:.2f} s, simulator run {r.sim_wall_s:.2f} s; "
+          f"generation/build {r.build_s:.1f} s and engine {r.engine_s:.1f} s not counted")
     for line in (r.examples + r.cycle_errors)[:10]:
         print(f"  mismatch: {line}")
     if args.json:

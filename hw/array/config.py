@@ -64,6 +64,18 @@ DESCRIPTOR = (
     ("base0", True, "-p * W - p: buffer address of output position 0's window corner"),
     ("requant", False, "1: write clamp((y*m + b) >> s, 0, qmax); 0: write y itself"),
     ("qmax", False, "largest output code, 2^out_bits - 1 of this layer"),
+    ("group_out", False, "output channels per group, out_channels / groups (out_channels "
+                         "when groups = 1)"),
+    ("group_in_words", False, "(in_channels / groups) * H * W: activation buffer distance "
+                              "between groups"),
+    ("group_out_words", False, "group_out * OH * OW: output buffer distance between groups"),
+    ("dilation", False, "kernel dilation d: window taps lie d apart"),
+    ("dil_row", False, "d * W: activation buffer distance between window rows"),
+    ("drain_cols", False, "columns the drain lane reads per tile: cols, or for a grouped "
+                          "layer min(cols, group_out) (the others hold no output)"),
+    ("period", False, "cycles between tiles, max(K, rows*drain_cols + cols - drain_cols): "
+                      "the feed's K operands, or the drain lane's reads before the next "
+                      "tile's results replace them"),
 )
 
 

@@ -43,21 +43,26 @@ def _advanced(position, desc, positions, cols, in_x, in_y, addr):
 
 
 class Controller(wiring.Component):
-    """Host handshake, position tiles outside, channel tiles inside, the fan-in innermost.
+    """Host handshake, position tiles outside, then groups, channel tiles inside a group,
+    the fan-in innermost.
 
     States::
 
         IDLE   loads allowed (busy = 0); start -> INIT, cycles = 0
         INIT   ``rows`` cycles: output positions 0 .. rows-1 shift into the rows
         FEED   one operand request per cycle: tile after tile, each a period of
-               P = max(K, rows*cols) cycles whose first K cycles issue j = 0 .. K-1
+               P = desc.period cycles whose first K cycles issue j = 0 .. K-1 (the host
+               computes P >= K so that the drain lane keeps up, jobs.tile_period)
         WAIT   until the drain lane writes the last output -> IDLE (done = 1)
 
-    Row ``r`` requests activation ``(c, oy*s + ky - p, ox*s + kx - p)`` of its position at
-    buffer address ``addr + c*H*W + ky*W + kx`` (invalid outside the map or past the last
-    position); column ``c`` requests weight ``(c0 + c, j)`` at ``j*out_channels + c0 + c``
-    (invalid past the last channel). The host precomputes every step size in the
-    descriptor, so sequencing needs additions only.
+    Row ``r`` requests activation ``(g*Cg + c, oy*s + ky*d - p, ox*s + kx*d - p)`` of its
+    position at buffer address ``addr + (g*Cg + c)*H*W + ky*d*W + kx*d`` (invalid outside
+    the map or past the last position), with ``g`` the tile's group, ``Cg`` the input
+    channels per group and ``d`` the dilation; column ``c`` requests weight ``(c0 + c, j)``
+    at ``j*out_channels + c0 + c`` (invalid past the group's last channel, so a channel
+    tile never mixes groups: every column of a tile reads the same input channels). The
+    host precomputes every step size in the descriptor, so sequencing needs additions
+    only.
 
     Parameters
     ----------
@@ -123,14 +128,19 @@ class Controller(wiring.Component):
         j = Signal(unsigned(cfg.dim_bits))
         kx = Signal(unsigned(cfg.dim_bits))
         ky = Signal(unsigned(cfg.dim_bits))
-        act_offset = Signal(signed(cfg.coord_bits))      # c*H*W + ky*W + kx
-        row_offset = Signal(signed(cfg.coord_bits))      # c*H*W + ky*W
-        channel_offset = Signal(signed(cfg.coord_bits))  # c*H*W
+        dx = Signal(unsigned(cfg.dim_bits))              # kx*d: the tap's column offset
+        dy = Signal(unsigned(cfg.dim_bits))              # ky*d: the tap's row offset
+        act_offset = Signal(signed(cfg.coord_bits))      # (g*Cg + c)*H*W + ky*d*W + kx*d
+        row_offset = Signal(signed(cfg.coord_bits))      # (g*Cg + c)*H*W + ky*d*W
+        channel_offset = Signal(signed(cfg.coord_bits))  # (g*Cg + c)*H*W
         weight_row = Signal(unsigned(cfg.coord_bits))    # j * out_channels
         first_channel = Signal(unsigned(cfg.dim_bits))   # c0, the tile's first channel
+        # The tile's group: one past its last output channel, and its first input channel's
+        # activation-buffer offset g*Cg*H*W.
+        group_end = Signal(unsigned(cfg.dim_bits))
+        group_base = Signal(signed(cfg.coord_bits))
         period_last = Signal(unsigned(cfg.dim_bits))
-        mod.d.comb += period_last.eq(Mux(desc.fan_in >= rows * cols, desc.fan_in - 1,
-                                         rows * cols - 1))
+        mod.d.comb += period_last.eq(desc.period - 1)
         idle = Signal()
         feeding = Signal()
         issue = Signal()
@@ -139,8 +149,8 @@ class Controller(wiring.Component):
         # -- operand requests ----------------------------------------------------------------
         request = self.fetch
         for r, position in enumerate(positions):
-            iy = position.in_y + ky
-            ix = position.in_x + kx
+            iy = position.in_y + dy
+            ix = position.in_x + dx
             mod.d.comb += [
                 request.act_addr[r].eq(position.addr + act_offset),
                 request.act_valid[r].eq((position.index < desc.positions) & (iy >= 0)
@@ -149,7 +159,7 @@ class Controller(wiring.Component):
         for c in range(cols):
             channel = first_channel + c
             mod.d.comb += [request.weight_addr[c].eq(weight_row + channel),
-                           request.weight_valid[c].eq(channel < desc.out_channels)]
+                           request.weight_valid[c].eq(channel < group_end)]
         mod.d.comb += [request.control.en.eq(issue),
                        request.control.clr.eq(issue & (j == 0)),
                        request.control.last.eq(issue & (j == desc.fan_in - 1))]
@@ -160,8 +170,11 @@ class Controller(wiring.Component):
             mod.d.sync += self.cycles.eq(self.cycles + 1)
         mod.d.sync += self.done.eq(self.drain_last_write)
 
-        restart_fan_in = [j.eq(0), kx.eq(0), ky.eq(0), act_offset.eq(0), row_offset.eq(0),
-                          channel_offset.eq(0), weight_row.eq(0)]
+        def restart_fan_in(base):
+            """Operand 0 of a tile whose group's input channels start at offset ``base``."""
+            return [j.eq(0), kx.eq(0), ky.eq(0), dx.eq(0), dy.eq(0), act_offset.eq(base),
+                    row_offset.eq(base), channel_offset.eq(base), weight_row.eq(0)]
+
         # idle and feeding are continuous assignments from the state register (not set in
         # the states): Icarus never evaluates an `always @*` block whose inputs keep their
         # initial values, which would leave idle undefined until the first start.
@@ -181,13 +194,25 @@ class Controller(wiring.Component):
                     next_position, desc, 1, 1, desc.stride, 0, desc.stride))
                 mod.d.sync += init_count.eq(init_count + 1)
                 with mod.If(init_count == rows - 1):
-                    mod.d.sync += [*restart_fan_in, first_channel.eq(0)]
+                    mod.d.sync += [*restart_fan_in(0), first_channel.eq(0),
+                                   group_end.eq(desc.group_out), group_base.eq(0)]
                     mod.next = "FEED"
             with mod.State("FEED"):
                 with mod.If(j == period_last):
-                    mod.d.sync += restart_fan_in
-                    with mod.If(first_channel + cols >= desc.out_channels):
-                        mod.d.sync += first_channel.eq(0)
+                    with mod.If(first_channel + cols < group_end):
+                        # The next channel tile of this group.
+                        mod.d.sync += [*restart_fan_in(group_base),
+                                       first_channel.eq(first_channel + cols)]
+                    with mod.Elif(group_end < desc.out_channels):
+                        # The next group: its first channel and its input channels.
+                        next_base = group_base + desc.group_in_words
+                        mod.d.sync += [*restart_fan_in(next_base), group_base.eq(next_base),
+                                       first_channel.eq(group_end),
+                                       group_end.eq(group_end + desc.group_out)]
+                    with mod.Else():
+                        # The next position tile, group 0.
+                        mod.d.sync += [*restart_fan_in(0), first_channel.eq(0),
+                                       group_end.eq(desc.group_out), group_base.eq(0)]
                         with mod.If(positions[0].index + rows >= desc.positions):
                             mod.next = "WAIT"
                         with mod.Else():
@@ -195,23 +220,23 @@ class Controller(wiring.Component):
                                 mod.d.sync += _set(position, _advanced(
                                     position, desc, rows, desc.adv_x, desc.adv_ix,
                                     desc.adv_iy, desc.adv_addr))
-                    with mod.Else():
-                        mod.d.sync += first_channel.eq(first_channel + cols)
                 with mod.Else():
                     mod.d.sync += [j.eq(j + 1), weight_row.eq(weight_row + desc.out_channels)]
                     with mod.If(kx == desc.kernel - 1):
-                        mod.d.sync += kx.eq(0)
+                        mod.d.sync += [kx.eq(0), dx.eq(0)]
                         with mod.If(ky == desc.kernel - 1):
                             next_channel = channel_offset + desc.in_hw
-                            mod.d.sync += [ky.eq(0), channel_offset.eq(next_channel),
+                            mod.d.sync += [ky.eq(0), dy.eq(0),
+                                           channel_offset.eq(next_channel),
                                            row_offset.eq(next_channel),
                                            act_offset.eq(next_channel)]
                         with mod.Else():
-                            mod.d.sync += [ky.eq(ky + 1),
-                                           row_offset.eq(row_offset + desc.in_w),
-                                           act_offset.eq(row_offset + desc.in_w)]
+                            mod.d.sync += [ky.eq(ky + 1), dy.eq(dy + desc.dilation),
+                                           row_offset.eq(row_offset + desc.dil_row),
+                                           act_offset.eq(row_offset + desc.dil_row)]
                     with mod.Else():
-                        mod.d.sync += [kx.eq(kx + 1), act_offset.eq(act_offset + 1)]
+                        mod.d.sync += [kx.eq(kx + 1), dx.eq(dx + desc.dilation),
+                                       act_offset.eq(act_offset + desc.dilation)]
             with mod.State("WAIT"):
                 with mod.If(self.drain_last_write):
                     mod.next = "IDLE"

@@ -14,6 +14,7 @@ from .controller import Controller
 from .drain import DrainLane
 from .fetch import OperandFetch
 from .grid import PEGrid
+from .jobs import drain_cols, tile_period
 
 __all__ = ["CycleReport", "layer_cycles", "pipeline_depths"]
 
@@ -42,9 +43,14 @@ class CycleReport:
     init : int
         Loading the first ``rows`` positions into the rows (``rows`` cycles).
     tiles, position_tiles, channel_tiles : int
+        ``tiles = position_tiles * channel_tiles``; ``channel_tiles`` counts the tiles of
+        every group, ``groups * ceil(group_out / cols)`` (a tile never mixes groups).
     period : int
-        Cycles between tiles, ``max(K, rows*cols)``: a tile streams ``K`` operands, and the
-        single drain lane needs ``rows*cols`` cycles per tile.
+        Cycles between tiles, ``max(K, R*D + C - D)`` (:func:`~.jobs.tile_period`; ``D``
+        the columns the drain lane reads, :func:`~.jobs.drain_cols`: ``C``, so ``R*C``,
+        unless a grouped layer has fewer channels per group): a tile streams ``K``
+        operands, and the single drain lane reads ``R*D`` results per tile before the next
+        tile replaces them.
     stall_cycles : int
         ``tiles * (period - K)``: cycles the feed waits for the drain lane.
     fill_drain : int
@@ -73,8 +79,10 @@ class CycleReport:
 def layer_cycles(cfg: ArrayConfig, shape):
     """Exact cycle count of ``shape`` (a :class:`~.layer.LayerShape`) on ``cfg``.
 
-    The timeline, with ``K`` the fan-in, ``R x C`` the array, ``T`` the tile count and
-    ``P = max(K, R*C)``::
+    The timeline, with ``K`` the fan-in (of one group), ``R x C`` the array, ``T`` the tile
+    count ``ceil(positions/R) * groups * ceil((out_channels/groups)/C)`` and
+    ``P = max(K, R*D + C - D)`` with ``D`` the columns the drain lane reads (``C``; fewer
+    for a grouped layer with fewer channels per group, :func:`~.jobs.drain_cols`)::
 
         start edge
         + R                       shift positions 0..R-1 into the rows
@@ -83,7 +91,7 @@ def layer_cycles(cfg: ArrayConfig, shape):
         + fetch + (R-1) + (C-1)   ... reaches the bottom-right PE (buffer read, then
                                   skew and forwarding)
         + pe                      ... its result register holds the last dot product
-        + R*C - 1                 drain lane reads the last tile's R*C results
+        + R*D - 1                 drain lane reads the last tile's R*D results
         + drain + done - 1        last output written; done raised on the same edge
 
     with the depths of :func:`pipeline_depths`.
@@ -93,14 +101,15 @@ def layer_cycles(cfg: ArrayConfig, shape):
     R, C = cfg.rows, cfg.cols
     k = shape.fan_in
     pt = math.ceil(shape.positions / R)
-    ct = math.ceil(shape.out_channels / C)
+    ct = shape.groups * math.ceil(shape.group_out / C)
     tiles = pt * ct
-    period = max(k, R * C)
+    d = drain_cols(cfg, shape)
+    period = tile_period(cfg, shape)
     depth = pipeline_depths()
     total = (R + 1 + (tiles - 1) * period + k - 1
              + depth["fetch"] + (R - 1) + (C - 1)
              + depth["pe"]
-             + R * C - 1
+             + R * d - 1
              + depth["drain"] + depth["done"] - 1)
     macs = shape.macs
     return CycleReport(

@@ -49,10 +49,12 @@ def fold_zero_init(text):
 
 def _interface(cfg):
     layouts = {
-        "act": ("act_depth", cfg.mac.act_bits, "address c*H*W + y*W + x: code of input (c, y, x)"),
+        "act": ("act_depth", cfg.mac.act_bits, "address c*H*W + y*W + x: code of input "
+                "(c, y, x); a matmul's first operand A (M x K) at k*M + m"),
         "weight": ("weight_depth", cfg.mac.weight_code_bits,
                    "address j*out_channels + o: code of weight (o, j), "
-                   "j = (c*k + ky)*k + kx"),
+                   "j = (c*k + ky)*k + kx over the group's input channels c; a matmul's "
+                   "second operand B (K x N) at k*N + n, as uniform codes"),
         "mult": ("max_channels", MULT_WIDTH, "address o: requant multiplier m_o (signed)"),
         "bias": ("max_channels", 64, "address o: requant bias b_o (signed)"),
         "shift": ("max_channels", 6, "address o: requant shift s_o"),
@@ -76,6 +78,9 @@ def _interface(cfg):
             for target, code in LOAD_TARGETS.items()
         },
         "ld_data": f"{LD_DATA_BITS}-bit two's complement, cut to the target's word",
+        "jobs": ["conv2d (square kernel, stride, padding, dilation, groups: depthwise)",
+                 "linear", "matmul of two activation tensors (A in the activation buffer, "
+                 "B in the weight buffer; one job per batch/head slice)"],
         "descriptor": [
             {"index": i, "name": name, "width": cfg.field_bits(name)[0],
              "signed": cfg.field_bits(name)[1], "meaning": meaning}

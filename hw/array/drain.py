@@ -40,11 +40,14 @@ class DrainLane(wiring.Component):
     """Reads a tile's ``rows*cols`` results one per cycle and writes the layer's outputs.
 
     When the grid signals ``ready`` the lane walks the tile column by column (one output
-    channel's ``rows`` positions after another), so each cycle selects one dot product,
+    channel's ``rows`` positions after another; the first ``desc.drain_cols`` columns: a
+    depthwise layer's tile holds one channel), so each cycle selects one dot product,
     applies the cyclic activation (when ``k`` is set) and the requantizer with the
     channel's ``(m, b, s)`` from the per-channel tables, and writes the output buffer at
-    ``channel*positions + position``. Positions past the map and channels past the layer
-    are not written. With ``desc.requant = 0`` the lane writes ``y`` itself.
+    ``channel*positions + position``. Positions past the map and channels past the tile's
+    group (for ``groups = 1``: past the layer) are not written. Tiles come in the
+    controller's order: position tiles, groups, channel tiles of a group. With
+    ``desc.requant = 0`` the lane writes ``y`` itself.
 
     Pipeline (``LATENCY = 3``)::
 
@@ -61,7 +64,8 @@ class DrainLane(wiring.Component):
     results : In(results_signature(config))
         The grid's results and its ``ready`` pulse.
     desc : In(descriptor_layout(config))
-        The layer descriptor (``positions``, ``out_channels``, ``requant``, ``qmax``).
+        The layer descriptor (``positions``, ``out_channels``, ``group_out``,
+        ``group_out_words``, ``requant``, ``qmax``).
     clear : In(1)
         A layer starts: forget any tile in progress and start at position 0, channel 0.
     ld_addr : In(ld_addr_bits)
@@ -132,14 +136,18 @@ class DrainLane(wiring.Component):
         first_position = Signal(unsigned(cfg.coord_bits))
         first_channel = Signal(unsigned(cfg.dim_bits))
         column_base = Signal(unsigned(cfg.coord_bits))  # output address of (channel, first_position)
+        group_end = Signal(unsigned(cfg.dim_bits))      # one past the tile's group's channels
+        next_group_base = Signal(unsigned(cfg.coord_bits))  # address of (group_end, first_position)
         in_drain_order = Array([self.results.res[r][c] for c in range(cols)
                                 for r in range(rows)])
         channel = first_channel + col
         position = first_position + row
-        last_channel_tile = first_channel + cols >= desc.out_channels
-        valid = active & (position < desc.positions) & (channel < desc.out_channels)
-        final = (active & (row == rows - 1) & (col == cols - 1) & last_channel_tile
-                 & (first_position + rows >= desc.positions))
+        last_tile_of_group = first_channel + cols >= group_end
+        last_group = group_end >= desc.out_channels
+        valid = active & (position < desc.positions) & (channel < group_end)
+        last_col = col == desc.drain_cols - 1
+        final = (active & (row == rows - 1) & last_col & last_tile_of_group
+                 & last_group & (first_position + rows >= desc.positions))
         mod.d.comb += [mult_tab.read_addr[0].eq(channel), bias_tab.read_addr[0].eq(channel),
                        shift_tab.read_addr[0].eq(channel)]
 
@@ -147,15 +155,23 @@ class DrainLane(wiring.Component):
             mod.d.sync += index.eq(index + 1)
             with mod.If(row == rows - 1):
                 mod.d.sync += [row.eq(0), column_base.eq(column_base + desc.positions)]
-                with mod.If(col == cols - 1):
+                with mod.If(last_col):
                     # The next tile may already be ready: drain it right behind this one.
                     mod.d.sync += [col.eq(0), index.eq(0), active.eq(self.results.ready)]
-                    with mod.If(last_channel_tile):
-                        mod.d.sync += [first_channel.eq(0),
-                                       first_position.eq(first_position + rows),
-                                       column_base.eq(first_position + rows)]
-                    with mod.Else():
+                    with mod.If(~last_tile_of_group):
                         mod.d.sync += first_channel.eq(first_channel + cols)
+                    with mod.Elif(~last_group):
+                        mod.d.sync += [first_channel.eq(group_end),
+                                       group_end.eq(group_end + desc.group_out),
+                                       column_base.eq(next_group_base),
+                                       next_group_base.eq(next_group_base
+                                                          + desc.group_out_words)]
+                    with mod.Else():
+                        mod.d.sync += [first_channel.eq(0), group_end.eq(desc.group_out),
+                                       first_position.eq(first_position + rows),
+                                       column_base.eq(first_position + rows),
+                                       next_group_base.eq(first_position + rows
+                                                          + desc.group_out_words)]
                 with mod.Else():
                     mod.d.sync += col.eq(col + 1)
             with mod.Else():
@@ -164,7 +180,9 @@ class DrainLane(wiring.Component):
             mod.d.sync += active.eq(1)
         with mod.If(self.clear):
             mod.d.sync += [active.eq(0), row.eq(0), col.eq(0), index.eq(0),
-                           first_position.eq(0), first_channel.eq(0), column_base.eq(0)]
+                           first_position.eq(0), first_channel.eq(0), column_base.eq(0),
+                           group_end.eq(desc.group_out),
+                           next_group_base.eq(desc.group_out_words)]
 
         # -- selection register, cyclic activation, requantizer ------------------------------
         layout = _pending_write(cfg)

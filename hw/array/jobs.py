@@ -15,12 +15,25 @@ Buffer layouts (also in the design's manifest)::
 
     activation buffer  address c*H*W + y*W + x       holds code of input (c, y, x)
     weight buffer      address j*out_channels + o    holds the code of weight (o, j),
-                                                     j = (c*k + ky)*k + kx (PyTorch order)
+                                                     j = (c*k + ky)*k + kx (PyTorch order;
+                                                     c counts the group's input channels)
     output buffer      address o*OH*OW + y*OW + x    holds output (o, y, x)
     mult/bias/shift    address o                     requantization constants of channel o
 
 A linear layer is a 1x1 convolution of a 1x1 map whose ``in_features`` are the channels
 (the flattened C*H*W input of the previous layer, in PyTorch's order).
+
+A grouped convolution (``groups`` > 1; depthwise when ``groups = in_channels``) keeps the
+buffer layouts: output channel ``o`` of group ``g = o // (out_channels/groups)`` reads input
+channels ``g*(in_channels/groups) ..`` only, its fan-in is ``(in_channels/groups)*k*k`` and
+the weight buffer holds ``out_channels x fan_in`` codes.
+
+A matmul of two activation tensors ``A (M x K) @ B (K x N)`` (:meth:`LayerShape.matmul`) is a
+1x1 convolution over an ``M x 1`` map with ``K`` input channels and ``N`` output channels whose
+"weights" are the codes of ``B``: the activation buffer holds ``A`` transposed (address
+``k*M + m``, the output layout of a layer that produced ``A``) and the weight buffer ``B`` row
+by row (address ``k*N + n``), as uniform two's-complement codes wide enough for ``B``'s codes
+(:func:`matmul_operand_mac`).
 """
 
 from dataclasses import dataclass
@@ -38,14 +51,18 @@ from wrapkit.ref.datapath import (
 )
 from wrapkit.common.checks import check_int
 from wrapkit.common.errors import UserError
+from wrapkit.ref import ops
 from wrapkit.ref.requant import check_bounds, requantize
 
 from .config import CYCLE_BITS, DESCRIPTOR, LOAD_TARGETS, MULT_WIDTH, ArrayConfig
 
-__all__ = ["LAYER_KINDS", "LayerJob", "LayerShape", "check_job", "descriptor", "jobs_bytes",
-           "load_jobs", "load_program", "reference_outputs", "words_to_outputs"]
+__all__ = ["LAYER_KINDS", "SECOND_OPERANDS", "LayerJob", "LayerShape", "check_job",
+           "descriptor", "drain_cols", "jobs_bytes", "load_jobs", "load_program", "matmul_job",
+           "matmul_operand_mac", "reference_outputs", "tile_period", "words_to_outputs"]
 
 LAYER_KINDS = ("conv2d", "linear")
+#: What the weight buffer holds: trained weights, or the second activation tensor of a matmul.
+SECOND_OPERANDS = ("weights", "activations")
 
 
 def _pos_int(name, value, lo=1, hi=1 << 24):
@@ -54,24 +71,32 @@ def _pos_int(name, value, lo=1, hi=1 << 24):
 
 @dataclass(frozen=True)
 class LayerShape:
-    """Geometry of one conv2d or linear layer (batch 1).
+    """Geometry of one conv2d, linear or matmul job (batch 1).
 
     Parameters
     ----------
     kind : "conv2d" | "linear"
     in_channels : int
-        Input channels (``in_features`` of a linear layer).
+        Input channels (``in_features`` of a linear layer, ``K`` of a matmul).
     in_h, in_w : int
-        Input height and width (1 for linear).
+        Input height and width (1 for linear; ``M`` and 1 for a matmul).
     out_channels : int
     kernel, stride, padding : int
-        Square kernel, stride and zero padding (1, 1, 0 for linear).
+        Square kernel, stride and zero padding (1, 1, 0 for linear and matmul).
+    groups : int
+        Convolution groups: divides ``in_channels`` and ``out_channels`` (depthwise:
+        ``groups = in_channels``).
+    dilation : int, 1..8
+        Kernel dilation: the taps of a window lie ``dilation`` apart.
+    second_operand : "weights" | "activations"
+        "activations": a matmul (:meth:`matmul`) whose weight buffer holds the codes of the
+        second activation tensor.
 
     Raises
     ------
     ValueError
-        Unknown kind, a value out of range, a linear layer with a spatial shape, or a kernel
-        that does not fit the padded input.
+        Unknown kind, a value out of range, a linear layer with a spatial shape, groups that
+        do not divide the channels, or a kernel that does not fit the padded input.
     """
 
     kind: str
@@ -82,6 +107,9 @@ class LayerShape:
     kernel: int = 1
     stride: int = 1
     padding: int = 0
+    groups: int = 1
+    dilation: int = 1
+    second_operand: str = "weights"
 
     def __post_init__(self):
         if self.kind not in LAYER_KINDS:
@@ -91,37 +119,81 @@ class LayerShape:
         object.__setattr__(self, "kernel", _pos_int("kernel", self.kernel, 1, 15))
         object.__setattr__(self, "stride", _pos_int("stride", self.stride, 1, 8))
         object.__setattr__(self, "padding", _pos_int("padding", self.padding, 0, 7))
+        object.__setattr__(self, "groups", _pos_int("groups", self.groups))
+        object.__setattr__(self, "dilation", _pos_int("dilation", self.dilation, 1, 8))
+        if self.second_operand not in SECOND_OPERANDS:
+            raise ValueError(f"second_operand must be one of {', '.join(SECOND_OPERANDS)}, "
+                             f"got {self.second_operand!r}")
         if self.kind == "linear" and (self.in_h, self.in_w, self.kernel, self.stride,
                                       self.padding) != (1, 1, 1, 1, 0):
             raise ValueError("a linear layer has in_h = in_w = kernel = stride = 1 and "
                              "padding = 0 (flatten its input into in_channels)")
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"groups {self.groups} must divide in_channels "
+                             f"{self.in_channels} and out_channels {self.out_channels}")
+        if self.kind == "linear" and (self.groups, self.dilation) != (1, 1):
+            raise ValueError("a linear layer has groups = dilation = 1")
+        if self.second_operand == "activations" and (
+                self.kind, self.in_w, self.kernel, self.stride, self.padding, self.groups,
+                self.dilation) != ("conv2d", 1, 1, 1, 0, 1, 1):
+            raise ValueError("a matmul is a 1x1 convolution of an M x 1 map; build it with "
+                             "LayerShape.matmul(m, k, n)")
         if self.out_h < 1 or self.out_w < 1:
-            raise ValueError(f"kernel {self.kernel} with padding {self.padding} does not fit "
-                             f"the {self.in_h}x{self.in_w} input")
+            dilated = f" (dilation {self.dilation})" if self.dilation > 1 else ""
+            raise ValueError(f"kernel {self.kernel}{dilated} with padding {self.padding} does "
+                             f"not fit the {self.in_h}x{self.in_w} input")
 
     @classmethod
-    def conv2d(cls, in_channels, in_h, in_w, out_channels, kernel, stride=1, padding=0):
-        return cls("conv2d", in_channels, in_h, in_w, out_channels, kernel, stride, padding)
+    def conv2d(cls, in_channels, in_h, in_w, out_channels, kernel, stride=1, padding=0,
+               groups=1, dilation=1):
+        return cls("conv2d", in_channels, in_h, in_w, out_channels, kernel, stride, padding,
+                   groups, dilation)
 
     @classmethod
     def linear(cls, in_features, out_features):
         return cls("linear", in_features, 1, 1, out_features)
 
+    @classmethod
+    def matmul(cls, m, k, n):
+        """``A (m x k) @ B (k x n)``: a 1x1 convolution over an ``m x 1`` map (module
+        docstring)."""
+        return cls("conv2d", k, m, 1, n, second_operand="activations")
+
+    @property
+    def is_matmul(self):
+        return self.second_operand == "activations"
+
+    @property
+    def span(self):
+        """Extent of a dilated window, ``dilation*(kernel - 1) + 1``."""
+        return self.dilation * (self.kernel - 1) + 1
+
     @property
     def out_h(self):
-        return (self.in_h + 2 * self.padding - self.kernel) // self.stride + 1
+        return (self.in_h + 2 * self.padding - self.span) // self.stride + 1
 
     @property
     def out_w(self):
-        return (self.in_w + 2 * self.padding - self.kernel) // self.stride + 1
+        return (self.in_w + 2 * self.padding - self.span) // self.stride + 1
 
     @property
     def positions(self):
         return self.out_h * self.out_w
 
     @property
+    def group_in(self):
+        """Input channels of one group."""
+        return self.in_channels // self.groups
+
+    @property
+    def group_out(self):
+        """Output channels of one group."""
+        return self.out_channels // self.groups
+
+    @property
     def fan_in(self):
-        return self.in_channels * self.kernel * self.kernel
+        """Operands per dot product: one group's input channels times the window."""
+        return self.group_in * self.kernel * self.kernel
 
     @property
     def macs(self):
@@ -131,8 +203,26 @@ class LayerShape:
     def describe(self):
         if self.kind == "linear":
             return f"linear {self.in_channels}->{self.out_channels}"
+        if self.is_matmul:
+            return (f"matmul {self.in_h}x{self.in_channels} @ {self.in_channels}x"
+                    f"{self.out_channels}")
+        extra = (f" groups {self.groups}" if self.groups > 1 else "") + (
+            f" dilation {self.dilation}" if self.dilation > 1 else "")
         return (f"conv {self.kernel}x{self.kernel}/{self.stride} pad {self.padding} "
-                f"{self.in_channels}->{self.out_channels} @{self.in_h}x{self.in_w}")
+                f"{self.in_channels}->{self.out_channels} @{self.in_h}x{self.in_w}{extra}")
+
+    def to_dict(self):
+        return {"kind": self.kind, "in_channels": self.in_channels, "in_h": self.in_h,
+                "in_w": self.in_w, "out_channels": self.out_channels, "kernel": self.kernel,
+                "stride": self.stride, "padding": self.padding, "groups": self.groups,
+                "dilation": self.dilation, "second_operand": self.second_operand}
+
+
+def matmul_operand_mac(a_bits, a_signed, b_bits, b_signed, acc_bits, k=None):
+    """The :class:`~wrapkit.ref.MacConfig` of a matmul job: activations ``A``, and ``B``'s
+    codes as uniform two's-complement "weights" (unsigned codes take one bit more)."""
+    w_bits = max(2, b_bits + (0 if b_signed else 1))
+    return MacConfig(a_bits, a_signed, "uniform", w_bits, acc_bits, k)
 
 
 @dataclass
@@ -143,11 +233,13 @@ class LayerJob:
     ----------
     shape : LayerShape
     mac : wrapkit.ref.MacConfig
-        The layer's own quantizers: activation bits, weight kind and bits, accumulator, k.
+        The layer's own quantizers: activation bits, weight kind and bits, accumulator, k
+        (a matmul's: :func:`matmul_operand_mac`).
     codes : ndarray, (in_channels, in_h, in_w)
-        Input activation codes.
+        Input activation codes (a matmul's ``A`` transposed, ``(K, M, 1)``).
     weight_codes : ndarray, (out_channels, fan_in)
-        Weight codes in the layer's encoding (``ref.encode_weights``), PyTorch order.
+        Weight codes in the layer's encoding (``ref.encode_weights``), PyTorch order (a
+        matmul's ``B`` transposed, ``(N, K)``, encoded as uniform weights).
     requant : tuple (m, b, shift, out_bits) or None
         Per-channel constants of ``ref.requant``; None writes ``y`` (the MAC output) itself.
     name : str
@@ -182,12 +274,50 @@ class LayerJob:
             self.requant = (m, b, sh, int(out_bits))
 
 
+def matmul_job(a, b, mac, requant=None, name="matmul"):
+    """The :class:`LayerJob` of ``a (M x K) @ b (K x N)``, two activation-code matrices.
+
+    ``mac`` is the job's MAC (:func:`matmul_operand_mac`): ``a``'s activation type, ``b``'s
+    codes as uniform weights of ``mac.weight_bits``, the accumulator. The activation buffer
+    gets ``a`` transposed, the weight buffer ``b`` row by row (module docstring).
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"cannot multiply {list(a.shape)} by {list(b.shape)} (need M x K "
+                         "and K x N)")
+    if mac.weight_kind != "uniform":
+        raise ValueError("a matmul's second operand is loaded as uniform weights; build its "
+                         "MacConfig with matmul_operand_mac")
+    (m, k), n = a.shape, b.shape[1]
+    return LayerJob(LayerShape.matmul(m, k, n), mac, a.T.reshape(k, m, 1),
+                    encode_weights(b.T, "uniform", mac.weight_bits), requant, name)
+
+
 # -- fitting a layer to an array ---------------------------------------------------------
 
 def _need(param, have, need, what, flag):
     if have < need:
         raise UserError(f"{param} is {have} but {what} needs >= {need}; regenerate the "
                         f"array with {flag} {need}")
+
+
+def drain_cols(cfg: ArrayConfig, shape: LayerShape):
+    """Columns the drain lane reads per tile: ``cols``; for a grouped layer whose groups
+    have fewer output channels than the array has columns (depthwise), only those."""
+    return cfg.cols if shape.groups == 1 else min(cfg.cols, shape.group_out)
+
+
+def tile_period(cfg: ArrayConfig, shape: LayerShape):
+    """Cycles between tiles: ``max(K, R*D + C - D)`` with ``D`` :func:`drain_cols`.
+
+    The feed needs ``K``; the drain lane reads PE ``(r, c)`` of a tile ``c*R + r`` cycles
+    after the tile's last (bottom-right) result is captured, and the next tile's result
+    replaces it ``P - (R - 1 - r) - (C - 1 - c)`` cycles after that, so every read in time
+    needs ``P >= R*D + C - D`` (``R*C`` when all columns are read).
+    """
+    d = drain_cols(cfg, shape)
+    return max(shape.fan_in, cfg.rows * d + cfg.cols - d)
 
 
 def descriptor(cfg: ArrayConfig, shape: LayerShape, out_bits=None):
@@ -219,6 +349,13 @@ def descriptor(cfg: ArrayConfig, shape: LayerShape, out_bits=None):
         "base0": -p * w - p,
         "requant": 0 if out_bits is None else 1,
         "qmax": 0 if out_bits is None else (1 << out_bits) - 1,
+        "group_out": shape.group_out,
+        "group_in_words": shape.group_in * shape.in_h * w,
+        "group_out_words": shape.group_out * shape.positions,
+        "dilation": shape.dilation,
+        "dil_row": shape.dilation * w,
+        "drain_cols": drain_cols(cfg, shape),
+        "period": tile_period(cfg, shape),
     }
     assert list(d) == [f[0] for f in DESCRIPTOR]
     return d
@@ -243,11 +380,18 @@ def check_job(cfg: ArrayConfig, job: LayerJob):
     act_need = lm.act_bits + (1 if am.act_signed and not lm.act_signed else 0)
     _need("act_bits", am.act_bits, act_need, f"{where} ({lm.act_bits}-bit "
           f"{'signed' if lm.act_signed else 'unsigned'} activations)", "--act-bits")
+    if s.is_matmul and am.weight_kind != "uniform":
+        raise UserError(f"weight_kind is {am.weight_kind} but {where} loads its second "
+                        f"operand into the weight buffer as {lm.weight_bits}-bit uniform "
+                        "codes; regenerate the array with --weight-kind uniform "
+                        f"--weight-bits {lm.weight_bits}")
     if lm.weight_kind != am.weight_kind:
         raise UserError(f"weight_kind is {am.weight_kind} but {where} has {lm.weight_kind} "
                         f"weights; regenerate the array with --weight-kind {lm.weight_kind}")
     if lm.weight_kind == "uniform":
-        _need("weight_bits", am.weight_bits, lm.weight_bits, where, "--weight-bits")
+        what = (f"{where} (second operand: {lm.weight_bits}-bit two's-complement codes)"
+                if s.is_matmul else where)
+        _need("weight_bits", am.weight_bits, lm.weight_bits, what, "--weight-bits")
     # The accumulator width and slope are the layer's semantics: they must be equal.
     if lm.acc_bits != am.acc_bits:
         raise UserError(f"acc_bits is {am.acc_bits} but {where} accumulates in "
@@ -339,13 +483,23 @@ def reference_outputs(job: LayerJob):
         ``(out_channels, positions)`` int64.
     """
     s = job.shape
-    p = s.padding
-    x = np.pad(job.codes, ((0, 0), (p, p), (p, p)))
-    win = sliding_window_view(x, (s.kernel, s.kernel), axis=(1, 2))[:, ::s.stride, ::s.stride]
-    win = win[:, :s.out_h, :s.out_w]                      # (C, OH, OW, k, k)
-    rows = win.transpose(1, 2, 0, 3, 4).reshape(s.positions, s.fan_in)
     weights = decode_weights(job.weight_codes, job.mac.weight_kind, job.mac.weight_bits)
-    z = rows @ weights.T                                   # (positions, out_channels)
+    if s.is_matmul:                                        # A (M x K) @ B (K x N)
+        a = job.codes.reshape(s.in_channels, s.in_h).T
+        z = ops.matmul(a[None], weights.T[None])[0]
+    elif s.groups == 1 and s.dilation == 1:
+        p = s.padding
+        x = np.pad(job.codes, ((0, 0), (p, p), (p, p)))
+        win = sliding_window_view(x, (s.kernel, s.kernel), axis=(1, 2))[:, ::s.stride,
+                                                                        ::s.stride]
+        win = win[:, :s.out_h, :s.out_w]                  # (C, OH, OW, k, k)
+        rows = win.transpose(1, 2, 0, 3, 4).reshape(s.positions, s.fan_in)
+        z = rows @ weights.T                               # (positions, out_channels)
+    else:
+        w4 = weights.reshape(s.out_channels, s.group_in, s.kernel, s.kernel)
+        z = ops.conv2d(job.codes[None], w4, stride=s.stride, padding=s.padding,
+                       dilation=s.dilation, groups=s.groups)[0]
+        z = z.reshape(s.out_channels, s.positions).T
     cfg = job.mac
     y = wrap(z, cfg.acc_bits) if cfg.k is None else cyclic(z, cfg.acc_bits, cfg.k)
     if job.requant is None:
@@ -376,10 +530,7 @@ def jobs_bytes(jobs):
     meta, arrays = [], {}
     for i, job in enumerate(jobs):
         s = job.shape
-        meta.append({"name": job.name, "mac": job.mac.to_dict(),
-                     "shape": {"kind": s.kind, "in_channels": s.in_channels, "in_h": s.in_h,
-                               "in_w": s.in_w, "out_channels": s.out_channels,
-                               "kernel": s.kernel, "stride": s.stride, "padding": s.padding},
+        meta.append({"name": job.name, "mac": job.mac.to_dict(), "shape": s.to_dict(),
                      "out_bits": None if job.requant is None else job.requant[3]})
         arrays[f"codes_{i}"] = job.codes
         arrays[f"weights_{i}"] = job.weight_codes
