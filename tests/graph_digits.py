@@ -43,9 +43,10 @@ def _epochs(model, data, epochs, lr, generator):
             opt.step()
 
 
-def trained_graph_file(net, path, *, seed=0, float_epochs=8, quant_epochs=2):
+def trained_graph_file(net, path, *, seed=0, float_epochs=8, quant_epochs=2, builder=None):
     """Train network ``net`` ("depthwise" or "attention") on digits, write its graph to
-    ``path``; returns ``(path, test accuracy of the PyTorch model)``."""
+    ``path``; returns ``(path, test accuracy of the PyTorch model)``. ``builder`` replaces
+    the network's default builder of :data:`NETS` (another width or weight kind)."""
     from wrapkit.common.datasets import load_images
     from wrapkit.models.data import input_standardisation, load_dataset
     from wrapkit.models.graph_nets import calibrate_ranges
@@ -56,7 +57,7 @@ def trained_graph_file(net, path, *, seed=0, float_epochs=8, quant_epochs=2):
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     train, test = load_dataset("digits")
-    model = NETS[net][0]()
+    model = (builder or NETS[net][0])()
     _epochs(model, train, float_epochs, 1e-2, gen)
     calibrate_ranges(model, train.x[:256])
     _epochs(model, train, quant_epochs, 2e-3, gen)

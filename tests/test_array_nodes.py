@@ -8,7 +8,7 @@ import argparse
 import numpy as np
 import pytest
 
-from graph_training import train_graph_net
+from graph_digits import trained_graph_file
 from random_layers import random_job
 from wrapkit.common.datasets import load_images
 from wrapkit.common.errors import UserError
@@ -32,6 +32,8 @@ from wrapkit.hw.array.nodes import (
     node_shape,
 )
 from wrapkit.hw.array.pysim import run_layers
+from wrapkit.models.graph_nets import DepthwiseShuffleNet, TinyAttention
+from wrapkit.models.qconfig import WeightQuant
 from wrapkit.ref import ops
 from wrapkit.ref.datapath import MacConfig, cyclic, decode_weights, wrap
 from wrapkit.ref.graph import GraphEngine, read_graph
@@ -39,6 +41,11 @@ from wrapkit.sim.cosim_array import array_rtl, cosim_array
 from wrapkit.sim.layer_array import run_node_cli
 
 #: The depthwise network's MAC: 8-bit unsigned codes, ternary weights, 12-bit cyclic k = 2.
+#: The networks these tests train: small enough for a 2x2 array's buffers.
+ARRAY_NETS = {
+    "depthwise": lambda: DepthwiseShuffleNet(width=4, weight_quant=WeightQuant("ternary")),
+    "attention": lambda: TinyAttention(image_size=8, patch=2, dim=8),
+}
 DW_MAC = MacConfig(8, False, "ternary", None, 12, 2)
 #: One MAC for every node of the attention block: 9-bit signed activations hold its signed
 #: codes and its unsigned probabilities; 8-bit uniform "weights" hold signed 8-bit codes.
@@ -53,8 +60,9 @@ ATT_CFG = ArrayConfig(2, 2, ATT_MAC, out_bits=8, act_depth=256, weight_depth=256
 def graph_nets(tmp_path_factory):
     """``{"depthwise": GraphExport, "attention": GraphExport}``, trained a few seconds."""
     folder = tmp_path_factory.mktemp("graph_nets")
-    return {name: read_graph(train_graph_net(name, folder / f"{name}.wkx")[0])
-            for name in ("depthwise", "attention")}
+    return {name: read_graph(trained_graph_file(name, folder / f"{name}.wkx", builder=build,
+                                                float_epochs=3, quant_epochs=1)[0])
+            for name, build in ARRAY_NETS.items()}
 
 
 def _node_values(exp, names, images):

@@ -167,3 +167,4 @@ def test_array_datapath_node_goes_to_the_array_node_runner(graph_files, capsys, 
                         raising=False)
     assert main(["cosim", "layer", model, "--node", "dw", "--datapath", "array"]) == 0
     assert seen[0].node == "dw" and seen[0].layer is None
+
