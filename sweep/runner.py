@@ -65,13 +65,14 @@ def connect(address=None, workers=None):
     """
     import ray
 
+    if address:
+        check_address(address)
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")       # no network calls home
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # no GPU warning
     quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     if address:
-        check_address(address)
         try:
             ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -143,6 +144,8 @@ def run_sweep(spec, out, *, address=None, workers=None, progress=True, log=print
     if address and workers:
         raise FlagError("--workers", "applies to the local Ray instance; with --address the "
                                      "cluster's CPUs decide (drop one of them)")
+    if address:
+        check_address(address)  # before anything is written
     folder = ResultsFolder(out)
     with exclusive_output(out, what=f"sweep folder {out}",
                           hint="wait for that sweep to finish or choose another --out"):
