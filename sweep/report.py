@@ -79,7 +79,7 @@ def _sensitivity_plot(rows, axis, values, path):
     plt = _pyplot()
     ok = [r for r in rows if r["status"] == "ok"]
     labels = [str(v) for v in values]
-    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.6))
     for ax, key, ylabel, scale in ((axes[0], "accuracy", "accuracy (%)", 100),
                                    (axes[1], "energy_per_inference_nj",
                                     "energy per inference (nJ)", 1)):
@@ -96,6 +96,7 @@ def _sensitivity_plot(rows, axis, values, path):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"sensitivity to {axis}", fontsize=10)
+    fig.tight_layout()
     _save(fig, path)
 
 

@@ -29,7 +29,7 @@ import socket
 import time
 
 from wrapkit.common.errors import FlagError
-from wrapkit.common.files import atomic_write_text
+from wrapkit.common.files import atomic_write_json, atomic_write_text
 from wrapkit.common.locking import exclusive_output
 
 from .results import ResultsFolder
@@ -155,8 +155,13 @@ def run_sweep(spec, out, *, address=None, workers=None, progress=True, log=print
         log(f"sweep: {len(spec.points)} points in {len(spec.runs)} runs; {done_runs} finished "
             f"runs skipped, {len(todo)} to do")
         folder.write_table(spec)
-        if todo:
-            _run_tasks(spec, folder, todo, address, workers, progress, log)
+        t0 = time.perf_counter()
+        cpus = _run_tasks(spec, folder, todo, address, workers, progress, log) if todo else None
+        atomic_write_json(folder.root / "last_run.json", {
+            "wall_s": round(time.perf_counter() - t0, 2), "ray_cpus": cpus,
+            "address": address, "runs_done": len(todo), "runs_skipped": done_runs,
+            "points": len(spec.points), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                     time.gmtime())})
         rows = folder.write_table(spec)
         write_outputs(spec, rows, folder.root)
     failed = [r for r in rows if r["status"] == "failed"]
@@ -206,8 +211,9 @@ def _run_tasks(spec, folder, todo, address, workers, progress, log):
                 else:
                     say(f"run {item.label}: FAILED: {record['error']}")
         bar.close()
-        log(f"sweep: {len(todo)} runs in {time.perf_counter() - t0:.1f} s on "
-            f"{ray.cluster_resources().get('CPU', 0):g} Ray CPUs")
+        cpus = ray.cluster_resources().get("CPU", 0)
+        log(f"sweep: {len(todo)} runs in {time.perf_counter() - t0:.1f} s on {cpus:g} Ray CPUs")
+        return cpus
     finally:
         if started:
             ray.shutdown()

@@ -102,8 +102,18 @@ def _axis_checks():
             _fail(key, f"must be a number in [0, 100] (overflow target, percent), got {v!r}")
         return float(v)
 
+    def model(key, v):
+        # The energy estimate (hw/synth/network.py) reads layer-chain exports (version 1);
+        # the other models export integer graphs (version 2).
+        chain = tuple(m for m in MODELS if m == "vgg7")
+        if v not in chain:
+            _fail(key, f"must be one of {', '.join(chain)} (the energy estimate reads "
+                       f"layer-chain exports; {', '.join(m for m in MODELS if m not in chain)} "
+                       f"export integer graphs), got {v!r}")
+        return v
+
     return {
-        "model": choice(tuple(MODELS)),
+        "model": model,
         "weights": choice(_WEIGHTS),
         "method": choice(allowed_methods()),
         "acc_bits": lambda key, v: _int_in(key, v, *ACC_BITS_RANGE),

@@ -220,6 +220,9 @@ BAD = [
     ("[space]\nk = [2]\n[hardware]\narray_synth = 1\n",
      "sweep spec: [hardware] array_synth must be true or false, got 1"),
     ("[space\nk = [2]\n", "sweep spec "),
+    ("[space]\nmodel = [\"resnet20\"]\n",
+     "sweep spec: [space] model must be one of vgg7 (the energy estimate reads layer-chain "
+     "exports; resnet20 export integer graphs), got 'resnet20'"),
 ]
 
 
