@@ -206,8 +206,8 @@ def write_outputs(spec, rows, folder):
             _pareto_plot(rows, cost, label, varied, folder / "plots" / png)
         for axis in varied:
             values = ["none" if v is None else v for v in spec.space[axis]]
-            if axis in ("k", "p") and any(r["method"] != "wrapnet" for r in rows):
-                values.append(None)  # qa/a2q points have no k or p
+            if any(r[axis] is None for r in rows):
+                values.append(None)  # k and p of points without a cyclic activation
             png = f"sensitivity_{axis}.png"
             _sensitivity_plot(rows, axis, values, folder / "plots" / png)
             plots.append((axis, png))

@@ -287,7 +287,10 @@ def _resolve(values, training, hardware):
         chain.append((f"{cfg['method']}_{cfg.get('weights', 'float')}_{pid}", cfg))
         ids.append(pid)
     hw = {k: hardware[k] for k in ("test_images", "energy_images", "energy_ops", "goal",
-                                   "timed", "liberty")}
+                                   "timed", "liberty", "array_synth", "array_depth")}
+    if hardware["array_synth"]:
+        # A synthesized array belongs to its run: one run per array size.
+        hw["array"] = (values["rows"], values["cols"])
     rid = hash_parts("run", json.dumps(tune, sort_keys=True), *ids,
                      json.dumps(hw, sort_keys=True), length=12)
     k = tune.get("k")
