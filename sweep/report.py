@@ -75,14 +75,17 @@ def _pareto_plot(rows, cost, xlabel, varied, path):
 
 
 def _sensitivity_plot(rows, axis, values, path):
-    """Accuracy and energy against one parameter: every point, and the mean per value."""
+    """Accuracy and a cost against one parameter: every point, and the mean per value. The
+    cost is the energy per inference, or the array area for the array's rows and cols (which
+    change area and latency, not energy)."""
     plt = _pyplot()
     ok = [r for r in rows if r["status"] == "ok"]
     labels = [str(v) for v in values]
+    cost = (("array_area_mm2", "array area (mm²)") if axis in ("rows", "cols")
+            else ("energy_per_inference_nj", "energy per inference (nJ)"))
     fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.6))
     for ax, key, ylabel, scale in ((axes[0], "accuracy", "accuracy (%)", 100),
-                                   (axes[1], "energy_per_inference_nj",
-                                    "energy per inference (nJ)", 1)):
+                                   (axes[1], *cost, 1)):
         means = []
         for i, label in enumerate(labels):
             ys = [scale * r[key] for r in ok if str(r[axis]) == label]

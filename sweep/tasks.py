@@ -26,11 +26,33 @@ import time
 import traceback
 from pathlib import Path
 
-__all__ = ["FAIL_ENV", "run_point", "train_parent"]
+__all__ = ["CRASH_ENV", "FAIL_ENV", "run_point", "train_parent"]
 
 #: Test hook: a JSON object of training settings; a run whose settings include all of them
 #: fails on purpose (before training), so tests can check that a failure is recorded.
 FAIL_ENV = "WRAPKIT_SWEEP_FAIL"
+#: Test hook: ``{"when": {settings}, "marker": path}``; the first task of a matching run
+#: writes its process id to ``marker`` and kills its own worker process, so tests can check
+#: that Ray runs it again (``[ray] max_retries``).
+CRASH_ENV = "WRAPKIT_SWEEP_CRASH_ONCE"
+
+
+def _matches(run, wanted):
+    return isinstance(wanted, dict) and all(run.get(k) == v for k, v in wanted.items())
+
+
+def _test_hooks(run):
+    if _matches(run, json.loads(os.environ.get(FAIL_ENV) or "null")):
+        raise RuntimeError(f"failing on purpose ({FAIL_ENV}={os.environ[FAIL_ENV]})")
+    crash = json.loads(os.environ.get(CRASH_ENV) or "null")
+    if isinstance(crash, dict) and _matches(run, crash.get("when")):
+        try:
+            fd = os.open(crash["marker"], os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        os._exit(1)  # the worker dies as if killed: no result, no exception
 
 
 def _where():
@@ -162,9 +184,7 @@ def run_point(run, parent, hardware, settings, arrays=()):
     """
     t0 = time.perf_counter()
     try:
-        wanted = json.loads(os.environ.get(FAIL_ENV) or "null")
-        if isinstance(wanted, dict) and all(run.get(k) == v for k, v in wanted.items()):
-            raise RuntimeError(f"failing on purpose ({FAIL_ENV}={json.dumps(wanted)})")
+        _test_hooks(run)
         if parent.get("status") != "ok":
             raise RuntimeError(f"its parent failed: {parent.get('error')}")
         from wrapkit.common.datasets import load_images

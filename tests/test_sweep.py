@@ -4,7 +4,8 @@ One Ray session (2 CPUs) serves the whole module; the tiny sweep (4 points: acc_
 k 2/none, an 8-16-16 VGG-7 on digits) runs once and the other tests start from a copy of its
 results folder, so each adds only the runs it needs. The sweep's test hook
 ``WRAPKIT_SWEEP_FAIL`` (set before Ray starts, so its workers inherit it) makes every run
-with ``acc_bits = 7`` fail on purpose.
+with ``acc_bits = 7`` fail on purpose, and ``WRAPKIT_SWEEP_CRASH_ONCE`` kills the worker of
+the first task of the ``acc_bits = 10`` run, which Ray must run again.
 """
 
 import json
@@ -24,7 +25,7 @@ from wrapkit.sweep.report import OBJECTIVES, pareto_front
 from wrapkit.sweep.results import ResultsFolder
 from wrapkit.sweep.runner import run_sweep
 from wrapkit.sweep.spec import parse_spec
-from wrapkit.sweep.tasks import FAIL_ENV
+from wrapkit.sweep.tasks import CRASH_ENV, FAIL_ENV
 
 TINY = """
 [sweep]
@@ -54,22 +55,30 @@ def tiny(acc_bits=(6, 8), k=(2, "none")):
 
 
 @pytest.fixture(scope="module")
-def ray_session():
+def crash_marker(tmp_path_factory):
+    return tmp_path_factory.mktemp("crash") / "crashed.pid"
+
+
+@pytest.fixture(scope="module")
+def ray_session(crash_marker):
     import ray
 
     from wrapkit.sweep.runner import connect
 
-    saved = os.environ.get(FAIL_ENV)
+    saved = {name: os.environ.get(name) for name in (FAIL_ENV, CRASH_ENV)}
     os.environ[FAIL_ENV] = json.dumps({"acc_bits": 7})
+    os.environ[CRASH_ENV] = json.dumps({"when": {"acc_bits": 10},
+                                        "marker": str(crash_marker)})
     if ray.is_initialized():
         ray.shutdown()
     connect(workers=2)
     yield ray
     ray.shutdown()
-    if saved is None:
-        os.environ.pop(FAIL_ENV, None)
-    else:
-        os.environ[FAIL_ENV] = saved
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +153,8 @@ def test_rerun_skips_every_finished_point(finished):
     assert again == rows
 
 
-def test_failed_point_is_recorded_and_the_others_finish(finished, tmp_path, capsys):
+def test_failed_point_is_recorded_and_the_others_finish(finished, crash_marker, tmp_path,
+                                                         capsys):
     out = tmp_path / "sweep"
     shutil.copytree(finished[0], out)
     spec = tmp_path / "fail.toml"
@@ -156,6 +166,9 @@ def test_failed_point_is_recorded_and_the_others_finish(finished, tmp_path, caps
     assert rows[7]["error"] == (f"RuntimeError: failing on purpose ({FAIL_ENV}="
                                 f"{json.dumps({'acc_bits': 7})})")
     assert rows[8]["status"] == rows[10]["status"] == "ok"
+    # acc_bits = 10: its first worker died (the crash hook); Ray ran the task again
+    crashed = int(crash_marker.read_text())
+    assert ResultsFolder(out).run_result(rows[10]["run"])["pid"] != crashed
     result = ResultsFolder(out).run_result(rows[7]["run"])
     assert result["status"] == "failed" and "Traceback" in result["traceback"]
     assert "1 finished runs skipped, 2 to do" in capsys.readouterr().out
@@ -169,6 +182,7 @@ def test_resume_after_the_driver_is_killed(finished, tmp_path):
     before = _mtimes(out)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     env.pop(FAIL_ENV)
+    env.pop(CRASH_ENV)
     proc = subprocess.Popen([sys.executable, "-m", "wrapkit.cli", "sweep", str(spec), "--out",
                              str(out), "--workers", "1", "--no-progress"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
