@@ -173,6 +173,9 @@ def _check_value(table, key, name, v):
     if key in ("name", "data_dir", "liberty"):
         if not isinstance(v, str) or not v:
             _fail(name, f"must be a non-empty string, got {v!r}")
+        if key == "name" and ("/" in v or v in (".", "..") or "\0" in v):
+            # the default results folder is out/sweep/<name>
+            _fail(name, f"must be a plain folder name (no '/', not '.' or '..'), got {v!r}")
         return v
     if key == "widths":
         return _check_widths(name, v)
@@ -301,7 +304,7 @@ def _resolve(values, training, hardware):
 
 
 def _expand(space, sweep):
-    axes = [a for a in AXES]
+    axes = list(AXES)
     lists = [space.get(a, [AXIS_DEFAULTS[a]]) for a in axes]
     if sweep["mode"] == "grid":
         if sweep["samples"] is not None:

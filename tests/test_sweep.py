@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -234,6 +233,9 @@ BAD = [
     ("[space]\nk = [2]\n[hardware]\narray_synth = 1\n",
      "sweep spec: [hardware] array_synth must be true or false, got 1"),
     ("[space\nk = [2]\n", "sweep spec "),
+    ("[sweep]\nname = \"../up\"\n[space]\nk = [2]\n",
+     "sweep spec: [sweep] name must be a plain folder name (no '/', not '.' or '..'), got "
+     "'../up'"),
     ("[space]\nmodel = [\"resnet20\"]\n",
      "sweep spec: [space] model must be one of vgg7 (the energy estimate reads layer-chain "
      "exports; resnet20 export integer graphs), got 'resnet20'"),
