@@ -75,7 +75,7 @@ def connect(address=None, workers=None):
     if address:
         try:
             ray.init(address=address, **quiet)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except (ConnectionError, RuntimeError, ValueError, ImportError) as exc:
             first = str(exc).strip().splitlines()
             raise FlagError("--address", f"{address}: cannot join the Ray cluster "
                                          f"({first[0] if first else type(exc).__name__})") \
