@@ -81,7 +81,8 @@ def connect(address=None, workers=None):
                                          f"({first[0] if first else type(exc).__name__})") \
                 from None
     else:
-        ray.init(num_cpus=workers or os.cpu_count() or 1, **quiet)
+        # "local": a new instance of our own, never a cluster that happens to run here
+        ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, **quiet)
     return True
 
 
@@ -141,6 +142,8 @@ def run_sweep(spec, out, *, address=None, workers=None, progress=True, log=print
     """
     from .report import write_outputs
 
+    if address == "local":
+        address = None
     if address and workers:
         raise FlagError("--workers", "applies to the local Ray instance; with --address the "
                                      "cluster's CPUs decide (drop one of them)")
