@@ -4,6 +4,7 @@ Layout (docs/sweep.md)::
 
     OUT/spec.toml                  the spec of the last run into this folder
     OUT/points.jsonl               one row per point of that spec (derived, rewritten atomically)
+    OUT/last_run.json              wall time, Ray CPUs, runs done and skipped by the last command
     OUT/parents/<id>/              a shared parent: model.pt, metrics.json
     OUT/runs/<run id>/             one trained network: model.pt, model.wkx, metrics.json,
                                    estimate.json, and result.json (written last)

@@ -1,6 +1,6 @@
 """The sweep specification: a TOML file, checked key by key, expanded into points.
 
-A spec has four tables (docs/sweep.md lists every key)::
+A spec has five tables (docs/sweep.md lists every key)::
 
     [sweep]      mode = "grid" | "random", samples, seed, name
     [space]      the axes: method, acc_bits, k, p, act_bits, weights, model, rows, cols
@@ -12,7 +12,7 @@ A **point** is one value per axis. Points that train the same network (their res
 training settings are equal, e.g. ``method = "qa"`` with any ``k``) share one **run**: one
 Ray task trains, exports and measures it, and the table gets one row per point of the run
 (they differ only in the array's rows x cols, whose area and latency are computed from the
-run's MAC). Every unknown table, key or value is a :class:`~wrapkit.common.errors.UserError`
+run's MAC; with ``array_synth`` each array size is a run of its own). Every unknown table, key or value is a :class:`~wrapkit.common.errors.UserError`
 naming the key and what is allowed.
 """
 
