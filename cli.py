@@ -23,6 +23,7 @@ from wrapkit.hw.synth.estimate_cli import register_estimate
 from wrapkit.models.cli import register_train
 from wrapkit.models.export_cli import register_export, register_infer
 from wrapkit.sim.cli import register_cosim
+from wrapkit.sweep.cli import register_sweep
 
 __all__ = ["build_parser", "main"]
 
@@ -38,6 +39,7 @@ _REGISTRATIONS = (
     register_prove,      # wrapkit prove
     register_flow,       # wrapkit flow
     register_demo,       # wrapkit demo (the flow's quick preset)
+    register_sweep,      # wrapkit sweep
 )
 
 
