@@ -168,3 +168,12 @@ def test_array_datapath_node_goes_to_the_array_node_runner(graph_files, capsys, 
     assert main(["cosim", "layer", model, "--node", "dw", "--datapath", "array"]) == 0
     assert seen[0].node == "dw" and seen[0].layer is None
 
+
+@pytest.mark.sim
+def test_array_datapath_node_end_to_end(graph_files, capsys):
+    """The command line runs a trained depthwise node on a generated 2x2 array (Icarus)."""
+    model = str(graph_files["depthwise"])
+    assert main(["cosim", "layer", model, "--node", "dw", "--datapath", "array",
+                 "--sim", "icarus", "--rows", "2", "--cols", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "cosim node dw (" in out and "0 mismatches against the integer engine" in out
