@@ -47,7 +47,11 @@ class ArrayCosimResult:
         Per layer: name, outputs, mismatches, cycles (port, by simulation time, model),
         load words, wall time per phase (see :mod:`wrapkit.sim.tb_array`).
     outputs : list of ndarray
-        Per layer, what the array wrote, ``(out_channels, positions)`` int64.
+        Per layer, what the array wrote, ``(out_channels, positions)`` int64 (an unresolved
+        word, x or z, reads as 0 here: see ``unresolved``).
+    unresolved : list of ndarray
+        Per layer, ``(out_channels, positions)`` bool: the words read back as x or z. A
+        comparison of ``outputs`` with anything must count these as mismatches.
     checked, mismatches : int
     examples : list of str
     cycle_errors : list of str
@@ -58,6 +62,7 @@ class ArrayCosimResult:
     sim: str
     layers: list = field(default_factory=list)
     outputs: list = field(default_factory=list)
+    unresolved: list = field(default_factory=list)
     checked: int = 0
     mismatches: int = 0
     examples: list = field(default_factory=list)
@@ -104,5 +109,7 @@ def cosim_array(manifest, jobs, sim="icarus"):
     out.cycle_errors = rep.get("cycle_errors", [])
     for i in range(len(out.layers)):
         path = result.run_dir / f"test_layers_{i}_out.npy"
+        mask = result.run_dir / f"test_layers_{i}_unresolved.npy"
         out.outputs.append(np.load(path) if path.is_file() else None)
+        out.unresolved.append(np.load(mask) if mask.is_file() else None)
     return out

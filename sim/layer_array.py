@@ -251,11 +251,16 @@ def cosim_array_layer(model, layer, *, images=1, sim="icarus", rows=8, cols=8, a
     res.read_back_s = sum(l["wall_s"]["read_back"] for l in cos.layers)
 
     # Compare with the engine, image by image, in its NCHW layout.
+    if any(o is None for o in cos.outputs) or any(u is None for u in cos.unresolved):
+        res.cycle_errors.append(cos.sim_result.summary())
+        return res
     got = np.stack(cos.outputs)                                 # (N, out_channels, positions)
+    unresolved = np.stack(cos.unresolved)                       # x/z words: never equal
     if lay.kind == "conv2d":
         got = got.reshape(len(got), shape.out_channels, shape.out_h, shape.out_w)
     else:
         got = got.reshape(len(got), shape.out_channels)
+    unresolved = unresolved.reshape(got.shape)
     y = fwd["y"]
     if lay.out_kind == "requant":
         y_last = y.transpose(0, 2, 3, 1) if y.ndim == 4 else y
@@ -264,16 +269,23 @@ def cosim_array_layer(model, layer, *, images=1, sim="icarus", rows=8, cols=8, a
         if lay.pool:
             pooled = _pool(got)
             res.pooled_checked = pooled.size
-            res.pooled_mismatches = int(np.count_nonzero(pooled != fwd["out"]))
+            res.pooled_mismatches = int(np.count_nonzero((pooled != fwd["out"])
+                                                         | _pool(unresolved)))
     else:
         want = y
     res.outputs = got.size
-    bad = got != want.astype(np.int64)
+    bad = (got != want.astype(np.int64)) | unresolved
     res.mismatches = int(np.count_nonzero(bad))
-    for idx in list(zip(*np.nonzero(bad)))[:10]:
-        res.examples.append(f"image {idx[0]} output {tuple(int(i) for i in idx[1:])}: engine "
-                            f"{int(want[idx])}, array {int(got[idx])}")
+    res.examples += _engine_examples(bad, want, got, unresolved)
     return res
+
+
+def _engine_examples(bad, want, got, unresolved, limit=10):
+    """One line per differing output (the first ``limit``): index, engine, array (``x``
+    for an unresolved word)."""
+    return [f"image {idx[0]} output {tuple(int(i) for i in idx[1:])}: engine "
+            f"{int(want[idx])}, array {'x' if unresolved[idx] else int(got[idx])}"
+            for idx in list(zip(*np.nonzero(bad)))[:limit]]
 
 
 # -- command line (hooked into `wrapkit cosim layer` by sim/layer_cli.py) -----------------
@@ -476,7 +488,8 @@ def cosim_array_node(model, node, *, images=1, sim="icarus", rows=8, cols=8, arr
     res.testbench_mismatches = cos.mismatches
     res.cycle_errors = list(cos.cycle_errors)
     res.examples = list(cos.examples)
-    if len(cos.layers) != len(jobs) or any(o is None for o in cos.outputs):
+    if (len(cos.layers) != len(jobs) or any(o is None for o in cos.outputs)
+            or any(u is None for u in cos.unresolved)):
         res.cycle_errors.append(cos.sim_result.summary())
         return res
     cycles = np.array([l["cycles"] for l in cos.layers]).reshape(len(test), per_image)
@@ -486,13 +499,12 @@ def cosim_array_node(model, node, *, images=1, sim="icarus", rows=8, cols=8, arr
         res.cycle_errors.append(f"cycles per image differ: {per_image_cycles.tolist()}")
     res.compute_s = sum(l["wall_s"]["compute"] for l in cos.layers)
     got = node_output(graph, mac_node, cos.outputs)
+    unresolved = node_output(graph, mac_node, cos.unresolved)  # x/z words: never equal
     want = values[node]
     res.outputs = got.size
-    bad = got != want
+    bad = (got != want) | unresolved
     res.mismatches = int(np.count_nonzero(bad))
-    for idx in list(zip(*np.nonzero(bad)))[:10]:
-        res.examples.append(f"image {idx[0]} output {tuple(int(i) for i in idx[1:])}: engine "
-                            f"{int(want[idx])}, array {int(got[idx])}")
+    res.examples += _engine_examples(bad, want, got, unresolved)
     return res
 
 

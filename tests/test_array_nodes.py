@@ -137,6 +137,33 @@ def test_grouped_dilated_and_matmul_jobs_in_pysim():
     assert dw.channel_tiles == 6 and dw.period == 9
 
 
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 4])
+def test_random_grouped_layers_across_array_shapes(rows):
+    """Random grouped and depthwise layers on rows x {1, 2, 4} PEs (groups of fewer,
+    as many and more channels than columns; with and without requantization), and on
+    2 x 2 the shape of the trained 8-wide depthwise node: outputs equal wrapkit.ref and
+    cycles equal the model, so the drain lane's column count and the tile period hold
+    for every array shape."""
+    rng = np.random.default_rng(100 + rows)
+    for cols in (1, 2, 4):
+        cfg = ArrayConfig(rows, cols, DW_MAC, out_bits=8, act_depth=512, weight_depth=256,
+                          out_depth=512, max_channels=16)
+        groups = int(rng.choice([2, 3, 4]))
+        shapes = [LayerShape.conv2d(groups * int(rng.integers(1, 3)), int(rng.integers(3, 6)),
+                                    int(rng.integers(3, 6)), groups * int(rng.integers(1, 4)),
+                                    int(rng.choice([1, 3])), 1, 1, groups=groups)]
+        if (rows, cols) == (2, 2):
+            shapes.append(LayerShape.conv2d(8, 8, 8, 8, 3, 1, 1, groups=8))
+        jobs = [random_job(shape, DW_MAC, rng, out_bits=6 if i % 2 else None,
+                           name=f"{shape.describe()} on {rows}x{cols}")
+                for i, shape in enumerate(shapes)]
+        for job, res in zip(jobs, run_layers(cfg, jobs)):
+            np.testing.assert_array_equal(res["out"], reference_outputs(job)["out"],
+                                          err_msg=job.name)
+            assert res["cycles"] == layer_cycles(cfg, job.shape).total, job.name
+
+
 def test_depthwise_tile_period_is_the_drain_bound(monkeypatch):
     """A depthwise tile drains one column, so tiles follow each other every
     max(K, R + C - 1) cycles instead of R*C; the bound is exact: one cycle less, and the

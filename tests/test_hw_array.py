@@ -429,6 +429,31 @@ def test_design_manifest_and_reproducible_verilog(tmp_path):
         load_manifest(tmp_path / "bad.json")
 
 
+
+def _combinational_blocks(verilog):
+    """(module, body) of every ``always @*`` block of a Yosys-written Verilog file."""
+    blocks = []
+    for module in re.split(r"\n(?=module )", verilog):
+        name = module.split("(", 1)[0].removeprefix("module").strip()
+        for part in re.split(r"\n  always @\* begin", module)[1:]:
+            blocks.append((name, part.split("\n  end\n", 1)[0]))
+    return blocks
+
+
+@pytest.mark.parametrize("rows,cols,mac", [
+    (1, 1, WRAPNET), (2, 2, MacConfig(8, False, "ternary", None, 12, 2)),
+    (3, 2, MacConfig(4, True, "uniform", 6, 10, None))])
+def test_every_combinational_block_is_evaluated_by_the_reset(rows, cols, mac):
+    """Icarus runs an ``always @*`` block only when one of its inputs changes. A block that
+    reads ``rst`` runs when the testbench's reset toggles; one that does not (Amaranth
+    writes an Array index as one) keeps x on its outputs for as long as its inputs keep
+    their initial values, e.g. the drain lane's result selection while every result is 0."""
+    blocks = _combinational_blocks(array_design(_cfg(rows, cols, mac)).verilog)
+    assert len(blocks) > 20
+    stuck = [(name, body) for name, body in blocks if not re.search(r"\brst\b", body)]
+    assert not stuck, stuck[:3]
+
+
 def test_fold_zero_init_only_folds_complete_zero_blocks():
     block = ("  reg [2:0] mem [2:0];\n  initial begin\n    mem[0] = 3'h0;\n    mem[1] = 3'h0;\n"
              "    mem[2] = 3'h0;\n  end\n")

@@ -105,6 +105,35 @@ def test_wrong_slope_is_caught(tmp_path):
                         r"output -?\d+\)$", line), line
 
 
+
+# A depthwise layer on 2 x 2 PEs, as the trained `dw` node of an 8-wide depthwise network.
+CFG_DW = ArrayConfig(2, 2, MacConfig(8, False, "ternary", None, 12, 2), out_bits=8,
+                     act_depth=512, weight_depth=128, out_depth=512, max_channels=8)
+
+
+@pytest.mark.sim
+def test_first_results_equal_to_the_reset_values(sim):
+    """The first tile's dot products all 0 (a blank image border), so every PE result keeps
+    its reset value until the drain lane selects it: the selection must still be defined.
+    Icarus evaluates an ``always @*`` block only when one of its inputs changes, so a result
+    multiplexer built as one would hand the drain lane an unresolved value here."""
+    rng = np.random.default_rng(21)
+    mac = CFG_DW.mac
+    jobs = []
+    for name, shape, blank_rows in (
+            ("dw_blank_border", LayerShape.conv2d(8, 8, 8, 8, 3, 1, 1, groups=8), 2),
+            ("dense_all_zero", LayerShape.conv2d(2, 4, 4, 3, 3, 1, 1), 4)):
+        job = random_job(shape, mac, rng, name=name)
+        job.codes[:, :blank_rows, :] = 0
+        jobs.append(job)
+    from wrapkit.hw.array.jobs import reference_outputs
+    assert all((reference_outputs(j)["z"][:, :2] == 0).all() for j in jobs)
+    result = cosim_array(array_rtl(CFG_DW), jobs, sim)
+    _check(result, CFG_DW, jobs)
+    for job, out in zip(jobs, result.outputs):
+        np.testing.assert_array_equal(out, reference_outputs(job)["out"], err_msg=job.name)
+
+
 def test_cosim_refuses_a_layer_that_does_not_fit():
     job = random_job(LayerShape.conv2d(9, 8, 8, 4, 3, 1, 1), WRAPNET, np.random.default_rng(0),
                      out_bits=4, name="big")

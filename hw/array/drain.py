@@ -1,7 +1,7 @@
 """The drain lane: finished dot products, one per cycle, through the one cyclic activation and
 the one requantizer into the output buffer."""
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -138,8 +138,13 @@ class DrainLane(wiring.Component):
         column_base = Signal(unsigned(cfg.coord_bits))  # output address of (channel, first_position)
         group_end = Signal(unsigned(cfg.dim_bits))      # one past the tile's group's channels
         next_group_base = Signal(unsigned(cfg.coord_bits))  # address of (group_end, first_position)
-        in_drain_order = Array([self.results.res[r][c] for c in range(cols)
-                                for r in range(rows)])
+        # The results in drain order, selected by a shifter rather than an Array: Amaranth
+        # turns an Array index into a process, which its Verilog writes as an `always @*`
+        # block, and Icarus evaluates one only when an input changes. When every result
+        # still holds its reset value 0 as the drain lane starts (a tile of zero dot
+        # products), that block would never run and the first output would be x.
+        in_drain_order = Cat(*(self.results.res[r][c] for c in range(cols)
+                               for r in range(rows)))
         channel = first_channel + col
         position = first_position + row
         last_tile_of_group = first_channel + cols >= group_end
@@ -187,7 +192,7 @@ class DrainLane(wiring.Component):
         # -- selection register, cyclic activation, requantizer ------------------------------
         layout = _pending_write(cfg)
         mod.submodules.selected = selected = DelayLine(layout, 1)
-        mod.d.comb += [selected.i.y.eq(in_drain_order[index]), selected.i.valid.eq(valid),
+        mod.d.comb += [selected.i.y.eq(in_drain_order.word_select(index, mac.acc_bits).as_signed()), selected.i.valid.eq(valid),
                        selected.i.final.eq(final), selected.i.addr.eq(column_base + row)]
         if mac.k is not None:
             mod.submodules.cyclic = cyclic = CyclicActivation(mac.acc_bits, mac.k)
