@@ -26,7 +26,7 @@ from .client import ClientUpdate, fedavg_client, fedsgd_client
 from .records import broadcast_record, read_broadcast, read_tensors, record_bytes, tensors_record
 from .run import FederatedRun
 from .settings import FlSettings
-from .task import build_model, client_batch, client_indices, dataset
+from .task import build_model, client_batch, client_batches
 
 __all__ = ["FedAQTStrategy", "client_app", "make_server_app", "server_app"]
 
@@ -99,18 +99,6 @@ def _template(model_name, seed):
     return build_model(model_name, seed)
 
 
-def _local_batches(settings, cid, server_round):
-    task = settings.task
-    idx = client_indices(task, cid)
-    rng = np.random.default_rng([task.seed, server_round, cid])
-    train, _ = dataset(task.dataset)
-    out = []
-    for _ in range(settings.local_steps):
-        pick = np.sort(rng.choice(idx, size=min(settings.batch_size, len(idx)), replace=False))
-        out.append((train.x[pick], train.y[pick]))
-    return out
-
-
 @client_app.train()
 def client_train(msg: Message, context) -> Message:
     """One client's work in a round: FedSGD gradient or FedAvg delta on quantized weights."""
@@ -127,8 +115,9 @@ def client_train(msg: Message, context) -> Message:
         x, y = client_batch(settings.task, cid, r, settings.batch_size)
         up = fedsgd_client(model, broadcast, x, y)
     else:
-        up = fedavg_client(model, broadcast, _local_batches(settings, cid, r), settings.lr,
-                           settings.bits)
+        batches = client_batches(settings.task, cid, r, settings.batch_size,
+                                 settings.local_steps)
+        up = fedavg_client(model, broadcast, batches, settings.lr, settings.bits)
     content = RecordDict({"arrays": tensors_record(up.tensors),
                           "metrics": MetricRecord({"num-examples": up.num_examples,
                                                    "loss": up.loss, "partition-id": cid})})

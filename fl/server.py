@@ -71,6 +71,8 @@ class FedAQTServer:
         (detached copies) for the rest."""
         out = {}
         for name, t in self.model.state_dict().items():
+            if not torch.is_tensor(t):   # modules' extra state (quantizer configs) stays local
+                continue
             out[name] = encode(t, self.bits) if name in self.quantized else t.detach().clone()
         return out
 

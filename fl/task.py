@@ -18,7 +18,7 @@ from wrapkit.models.qconfig import WeightQuant
 
 from .partition import dirichlet_partition, iid_partition
 
-__all__ = ["MODELS", "PARTITIONS", "FlTask", "build_model", "client_batch", "client_indices", "holdout_indices",
+__all__ = ["MODELS", "PARTITIONS", "FlTask", "build_model", "client_batch", "client_batches", "client_indices", "holdout_indices",
            "dataset", "evaluate", "freeze_batchnorm"]
 
 MODELS = ("digits-mlp", "digits-cnn", "vgg7")
@@ -124,14 +124,24 @@ def client_indices(task, cid):
     return _shards(task)[cid]
 
 
-def client_batch(task, cid, server_round, batch_size):
-    """The FedSGD batch of client ``cid`` in ``server_round``: ``batch_size`` of its samples
-    drawn without replacement by a generator seeded with (seed, round, client)."""
+def client_batches(task, cid, server_round, batch_size, steps=1):
+    """``steps`` minibatches of client ``cid`` in ``server_round``, each ``batch_size`` of
+    its samples drawn without replacement by a generator seeded with (seed, round, client)
+    (FedSGD uses the first; FedAvg one per local step)."""
     idx = client_indices(task, cid)
     rng = np.random.default_rng([task.seed, server_round, cid])
-    pick = np.sort(rng.choice(idx, size=min(batch_size, len(idx)), replace=False))
     train, _ = dataset(task.dataset)
-    return train.x[pick], train.y[pick]
+    out = []
+    for _ in range(steps):
+        pick = np.sort(rng.choice(idx, size=min(batch_size, len(idx)), replace=False))
+        out.append((train.x[pick], train.y[pick]))
+    return out
+
+
+def client_batch(task, cid, server_round, batch_size):
+    """The FedSGD batch of client ``cid`` in ``server_round`` (first of
+    :func:`client_batches`)."""
+    return client_batches(task, cid, server_round, batch_size)[0]
 
 
 @torch.no_grad()
