@@ -1,6 +1,7 @@
 """Centralized quantization-aware training with trainable scales: the reference FedAQT's
 FedSGD must reproduce (seed 002 §3.3.3), and the "centralized QAT" baseline rows."""
 
+import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
@@ -14,7 +15,7 @@ def qat_forward(model, bits, x):
     """Forward pass with every trainable weight matrix fake-quantized (gradient through the
     straight-through round and the scale)."""
     model.eval()
-    arrays = dict(model.state_dict(keep_vars=True))
+    arrays = {n: t for n, t in model.state_dict(keep_vars=True).items() if torch.is_tensor(t)}
     if is_quantized(bits):
         for n in trainable_names(model):
             if arrays[n].dim() >= 2:

@@ -45,7 +45,7 @@ def _loss(model, arrays, x, y):
     return F.cross_entropy(functional_call(model, arrays, (x,)), y)
 
 
-def fedsgd_client(model, broadcast, x, y):
+def fedsgd_client(model, broadcast, x, y, dtype=None):
     """FedSGD: the gradient of the batch-mean loss at the broadcast's de-quantized weights.
 
     Parameters
@@ -56,10 +56,13 @@ def fedsgd_client(model, broadcast, x, y):
         Name -> :class:`QuantizedTensor` or float tensor, for the model's whole state.
     x, y : torch.Tensor
         The client's batch.
+    dtype : torch.dtype, optional
+        Compute dtype of the forward pass (default: the broadcast's own; float16 variables
+        on a CPU are computed in float32).
     """
     model.eval()  # BatchNorm frozen: batches of 2 have no meaningful statistics
     names = trainable_names(model)
-    arrays = client_arrays(model, broadcast)
+    arrays = client_arrays(model, broadcast, dtype)
     for n in names:
         arrays[n] = arrays[n].detach().requires_grad_(True)
     loss = _loss(model, arrays, x, y)

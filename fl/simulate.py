@@ -64,8 +64,11 @@ def simulate(settings: FlSettings, out=None, *, num_cpus=2, ray_address=None):
 
     from .flower import client_app, make_server_app
 
+    # address "local": always a fresh Ray instance of our own, never a cluster some other
+    # program left running on this machine (Ray would otherwise join it)
     init_args = ({"address": ray_address} if ray_address else
-                 {"num_cpus": num_cpus, "num_gpus": 0, "include_dashboard": False})
+                 {"address": "local", "num_cpus": num_cpus, "num_gpus": 0,
+                  "include_dashboard": False})
     init_args.update(logging_level=logging.ERROR, log_to_driver=False)
     backend_config = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                       "init_args": init_args}
