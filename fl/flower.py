@@ -50,6 +50,9 @@ class FedAQTStrategy(FedAvg):
         self._sampled = []
 
     def configure_train(self, server_round, arrays, config, grid):
+        """Wait for every node, sample ``per_round`` of them (seeded by run seed and round),
+        mark ``round(dropout·K)`` to fail, and send each the quantized broadcast. ``arrays``
+        (Flower's copy of the model) is unused: the float model never leaves the server."""
         s = self.run.settings
         r = self.run.completed + 1
         nodes, _ = sample_nodes(grid, self.min_available_nodes, self.min_available_nodes)
@@ -71,6 +74,8 @@ class FedAQTStrategy(FedAvg):
                 for node in chosen]
 
     def aggregate_train(self, server_round, replies):
+        """Aggregate the valid replies in client order, apply relay and server update
+        (:meth:`FederatedRun.finish_round`), count the sampled clients without a reply."""
         valid, _ = self._check_and_log_replies(list(replies), is_train=True)
         updates = []
         for msg in valid:
