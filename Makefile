@@ -15,7 +15,7 @@ OSU018 := /usr/share/qflow/tech/osu018/osu018_stdcells.lib
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 PYTEST_ARGS ?=
 
-.PHONY: setup system-tools demo test rtl bench results results-wrapnet bench-wrapnet bench-sweep clean help
+.PHONY: setup system-tools demo test rtl bench results results-wrapnet bench-wrapnet bench-sweep bench-fedaqt clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -73,6 +73,10 @@ bench-wrapnet: setup
 # Resumable: a rerun skips finished points. Results in docs/results/sweep/acc_bits/.
 bench-sweep: setup
 	$(BIN)/wrapkit sweep examples/sweeps/acc_bits.toml --out docs/results/sweep/acc_bits
+
+# FedAQT on Fashion-MNIST (docs/results/fedaqt.md); resumes where it stopped.
+bench-fedaqt: setup
+	$(BIN)/python benchmarks/fedaqt.py
 
 clean:
 	rm -rf sim_build .pytest_cache out

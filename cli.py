@@ -15,6 +15,7 @@ from wrapkit.common.errors import (ExternalToolError, UserError, VerificationMis
                                    environment_message)
 from wrapkit.common.processes import (Terminated, install_signal_handlers,
                                       restore_signal_handlers)
+from wrapkit.fl.cli import register_fl
 from wrapkit.flow.cli import register_demo, register_flow
 from wrapkit.formal.cli import register_prove
 from wrapkit.hw.cli import register_rtl
@@ -32,6 +33,7 @@ _REGISTRATIONS = (
     register_rtl,        # wrapkit rtl
     register_cosim,      # wrapkit cosim
     register_train,      # wrapkit train
+    register_fl,         # wrapkit fl
     register_export,     # wrapkit export
     register_infer,      # wrapkit infer
     register_synth,      # wrapkit synth
