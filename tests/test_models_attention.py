@@ -93,6 +93,18 @@ def test_integer_twist_equals_direct_definition_and_torch_bit_for_bit(bits, t, s
                           got)
 
 
+def test_docs_twist_example():
+    """docs/datapath.md's TWIST example, so the documentation cannot drift."""
+    from pathlib import Path
+    doc = (Path(__file__).parents[1] / "docs" / "datapath.md").read_text()
+    consts = R.twist_constants(0.1, 0.5)
+    assert consts == (6554, 32768) and "`(t_num, s_num) = (6554, 32768)`" in doc
+    assert R.twist(np.array([[200, 30, 10, 15]]), *consts, out_bits=8).tolist() == \
+        [[200, 30, 2, 5]]
+    assert "**`[200, 30, 2, 5]`**" in doc
+    assert R.av_accumulator_bits(8, 196, 8) == 17 and "17 bits for 8-bit codes over 196" in doc
+
+
 def test_integer_twist_refuses_codes_outside_the_range():
     with pytest.raises(ValueError, match="p must hold 4-bit unsigned codes"):
         R.twist(np.array([[16, 1]]), 6554, 32768, out_bits=4)
@@ -139,7 +151,7 @@ def test_partition_with_and_without_swap_is_the_direct_definition():
         parts = partition_tokens(x, (h, w), m, swap)
         order = [i * w + j for j in range(w) for i in range(h)] if swap else \
             list(range(h * w))
-        want = x[:, order].reshape(-1, m, c)
+        want = x[:, order].reshape(2, -1, m, c)
         assert torch.equal(parts, want)
         assert torch.equal(merge_partitions(parts, (h, w), swap), x)
         idx = relative_position_index((h, w), m, swap)
@@ -207,7 +219,10 @@ def test_vit_and_metaformer_shapes_and_twist_parameters():
     assert [b.mixer.swap for b in mf.blocks[2:]] == [False, True]
 
 
-def test_trained_quantized_attention_with_twist_runs_on_the_engine_equal_to_pytorch():
+@pytest.mark.parametrize("config", [AttentionConfig(twist_t=0.1),
+                                    AttentionConfig(twist_t=0.1, local_length=8, swap=True)],
+                         ids=["global", "local-swap"])
+def test_trained_quantized_attention_with_twist_runs_on_the_engine_equal_to_pytorch(config):
     torch.manual_seed(0)
     torch.set_num_threads(1)
     data = load_images("digits", "train")
@@ -215,8 +230,7 @@ def test_trained_quantized_attention_with_twist_runs_on_the_engine_equal_to_pyto
     spec = {"shape": [1, 8, 8], "pixel_max": 16, "mean": 0.3, "std": 0.4}
     x = (torch.from_numpy(pixels).float() / np.float32(16) - np.float32(0.3)) / np.float32(0.4)
     y = torch.from_numpy(data.labels[:256])
-    model = AttentionNet(image_size=8, patch=2, dim=32,
-                         attention=AttentionConfig(twist_t=0.1))
+    model = AttentionNet(image_size=8, patch=2, dim=32, attention=config)
     opt = torch.optim.Adam(model.parameters(), 3e-3)
     for step in range(30):                                # brief float training
         i = torch.arange(step * 32, step * 32 + 32) % 256
@@ -232,6 +246,9 @@ def test_trained_quantized_attention_with_twist_runs_on_the_engine_equal_to_pyto
     assert {"linear", "matmul", "softmax", "twist"} <= set(kinds)
     proj_in = traced.graph.type_of(traced.graph.node("attn.proj").inputs[0])
     assert proj_in.signed and proj_in.bits == 8
+    qk = traced.graph.node("attn.qk").output
+    assert qk.shape == (16 // (config.local_length or 16), 2, config.local_length or 16,
+                        config.local_length or 16)
     result = compare_with_pytorch(traced, pixels[:64], x[:64], batch_size=32,
                                   feed_first_codes=True)
     bad = {k: v for k, v in result["nodes"].items() if v["mismatches"]}

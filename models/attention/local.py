@@ -33,24 +33,26 @@ def _order(h, w, swap):
     return (idx.t() if swap else idx).reshape(-1)
 
 
-def partition_tokens(x, grid, local_length, swap):
-    """``(B, L, C)`` tokens of an ``H×W`` grid (row-major) -> ``(B·L/M, M, C)`` partitions.
+def partition_tokens(x, grid, local_length, swap, channels=None):
+    """``(B, L, C)`` tokens of an ``H×W`` grid (row-major) -> ``(B, L/M, M, C)`` partitions.
 
     Without swap the tokens are already in raster order, so the partition is one reshape;
     with swap it is one transpose of the grid axes, then a reshape (Alg. 2's
-    ``permute(0, 3, 2, 1).reshape(-1, M, C)``).
+    ``permute(0, 3, 2, 1).reshape(-1, M, C)``, keeping the batch axis apart so that every
+    reshape is per sample). ``channels`` (default: ``x.shape[-1]``) given as a number keeps
+    the function traceable by torch.fx.
     """
-    n, c = x.shape[-2:]
     h, w = grid
+    n, c = h * w, x.shape[-1] if channels is None else channels
     m = check_local_length(n, local_length)
     if swap:
         x = x.reshape(-1, h, w, c).transpose(1, 2)
-    return x.reshape(-1, m, c)
+    return x.reshape(-1, n // m, m, c)
 
 
-def merge_partitions(y, grid, swap):
-    """Inverse of :func:`partition_tokens`: ``(B·L/M, M, C)`` -> ``(B, L, C)`` (row-major)."""
-    c = y.shape[-1]
+def merge_partitions(y, grid, swap, channels=None):
+    """Inverse of :func:`partition_tokens`: ``(B, L/M, M, C)`` -> ``(B, L, C)`` (row-major)."""
+    c = y.shape[-1] if channels is None else channels
     h, w = grid
     if swap:
         return y.reshape(-1, w, h, c).transpose(1, 2).reshape(-1, h * w, c)

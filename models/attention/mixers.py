@@ -137,28 +137,24 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, x):
         m, h, d = self.local_length, self.heads, self.head_dim
-        local = m != self.tokens
-        if local:
-            x = partition_tokens(x, self.grid, m, self.swap)
-        q = self.q(x).reshape(-1, m, h, d).transpose(1, 2)        # (B', heads, M, d)
-        k = self.k(x).reshape(-1, m, h, d).transpose(1, 2)
-        v = self.v(x).reshape(-1, m, h, d).transpose(1, 2)
-        scores = self.qk(q, k.transpose(2, 3))
+        parts = self.tokens // m
+        # (B, P, M, C) partitions (P = 1: global), then heads: (B, P, heads, M, d).
+        x = partition_tokens(x, self.grid, m, self.swap, self.dim)
+        q = self.q(x).reshape(-1, parts, m, h, d).permute(0, 1, 3, 2, 4)
+        k = self.k(x).reshape(-1, parts, m, h, d).permute(0, 1, 3, 4, 2)     # Kᵀ
+        v = self.v(x).reshape(-1, parts, m, h, d).permute(0, 1, 3, 2, 4)
+        scores = self.qk(q, k)
         scores = scores * (self.log_scale.exp() if self.log_scale is not None else self.scale)
         if self.bias_table is not None:
-            parts = self.tokens // m
-            bias = self.bias_table[:, self.bias_index]              # (heads, P, M, M)
-            scores = (scores.reshape(-1, parts, h, m, m) + bias.transpose(0, 1)).reshape(
-                -1, h, m, m)
+            scores = scores + self.bias_table[:, self.bias_index].transpose(0, 1)
         if self.config.diagonal_mask:
             eye = torch.eye(m, dtype=torch.bool, device=scores.device)
             scores = scores.masked_fill(eye, float("-inf"))
         a = self.softmax(scores)
         if self.twist is not None:
             a = self.twist(a)
-        y = self.av(a, v).transpose(1, 2).reshape(-1, m, h * d)
-        y = self.proj(y)
-        return merge_partitions(y, self.grid, self.swap) if local else y
+        y = self.av(a, v).permute(0, 1, 3, 2, 4).reshape(-1, parts, m, h * d)
+        return merge_partitions(self.proj(y), self.grid, self.swap, self.dim)
 
 
 class Mlp(nn.Module):

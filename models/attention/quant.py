@@ -185,7 +185,7 @@ class AttentionNet(nn.Module):
         self.dim, self.tokens = dim, side * side
         self.stem = nn.Sequential(nn.Conv2d(in_channels, dim, patch, stride=patch, bias=False),
                                   nn.BatchNorm2d(dim), nn.ReLU())
-        self.attn = MultiHeadAttention(dim, (side, side), attention)
+        self.attn = MultiHeadAttention(dim, (side, side), attention, swap=attention.swap)
         # The stem's ReLU output is unsigned: Q/K/V read unsigned codes.
         for layer in (self.attn.q, self.attn.k, self.attn.v):
             layer.signed_input = False
