@@ -13,8 +13,8 @@ import torch
 from wrapkit.common.datasets import load_images
 from wrapkit.models import intops as T
 from wrapkit.models.attention import AttentionConfig, AttentionNet, MetaFormer, \
-    MultiHeadAttention, ViT, merge_partitions, partition_tokens, quantize_attention, \
-    relative_position_index, twist, twist_naive
+    MultiHeadAttention, ViT, merge_partitions, overflow_report, partition_tokens, \
+    quantize_attention, relative_position_index, twist, twist_naive
 from wrapkit.models.attention.twist import QuantTwist
 from wrapkit.models.qconfig import Accumulator
 from wrapkit.models.trace import compare_with_pytorch, trace_model
@@ -255,3 +255,22 @@ def test_trained_quantized_attention_with_twist_runs_on_the_engine_equal_to_pyto
     assert not bad
     assert (result["engine_logits"].argmax(1) == result["torch_logits"].argmax(1)).all()
     np.testing.assert_allclose(result["engine_logits"], result["torch_logits"], atol=1e-4)
+
+
+def test_overflow_report_counts_exact_dot_products_and_restores_accumulators():
+    torch.manual_seed(0)
+    model = ViT(image_size=8, patch=2, dim=16, depth=1, attention=AttentionConfig(twist_t=0.1))
+    x = torch.randn(8, 1, 8, 8)
+    quantize_attention(model, x, accumulator=Accumulator(8, 2),
+                       matmul_acc=AccumulatorMode("wrap", 12))
+    attn = model.blocks[0].mixer
+    assert attn.proj.act_quant.bits == 8 and attn.proj.signed_input
+    reports = {b: overflow_report(model, x, bits=b) for b in (6, 8, 12, 40)}
+    assert set(reports[8]) == {"qkv", "proj", "mlp", "qk", "av"}
+    for kind in reports[8]:
+        shares = [reports[b][kind]["share"] for b in (6, 8, 12, 40)]
+        assert shares == sorted(shares, reverse=True) and shares[-1] == 0
+        top = reports[8][kind]["max_abs"]
+        assert reports[8][kind]["share"] > 0 or top < 128
+    assert attn.q.accumulator == Accumulator(8, 2)
+    assert attn.qk.acc == AccumulatorMode("wrap", 12) and not attn.qk.tracing

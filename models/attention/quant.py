@@ -6,8 +6,8 @@ linears (Q, K, V, projection, MLP) have ``weight_bits``-bit uniform weights and
 ``act_bits``-bit input codes (signed: tokens after a layer norm are signed), whose ``Q·Kᵀ``
 and ``A·V`` multiply ``act_bits``-bit codes, whose softmax is I-BERT's integer softmax to
 ``prob_bits``-bit probability codes, and whose TWIST runs on those codes in integers. Steps
-come from the value ranges on a calibration batch (:func:`wrapkit.models.graph_nets.calibrate_ranges`'s
-rule). What stays float, marked: the patch embedding, the position embedding, the layer
+come from the value ranges on a calibration batch (the rule of
+:func:`wrapkit.models.graph_nets.calibrate_ranges`). What stays float, marked: the patch embedding, the position embedding, the layer
 norms, GELU, the residual adds and the classifier (their integer forms exist as graph node
 kinds, ``layer_norm``, ``lookup``, ``add``, but have no trained module yet).
 
