@@ -15,7 +15,7 @@ row and the transform in place-free vector operations, and the backward is the c
     ∂L/∂x_i = 2s·g_i·x_i/S − (s/S²)·Σ_trivial g_j·x_j²   (i trivial)
     ∂L/∂s   = Σ_trivial g_j·x_j²/S
 
-It saves only ``x``, the mask and ``S``. :func:`twist_naive` is the same function written
+It saves only the trivial weights, the mask and two numbers per row. :func:`twist_naive` is the same function written
 as a chain of elementwise autograd operations (each keeps its own intermediate tensors),
 the version :mod:`benchmarks.attention` times it against. :class:`QuantTwist` is TWIST on
 integer probability codes, the exact integers of the graph node ``twist``
@@ -37,21 +37,24 @@ _TINY = 1e-12
 
 
 class _TwistFn(torch.autograd.Function):
+    # With the 0/1 mask ``μ``, ``x_t = μ·x`` and ``c = s/S`` (one per row):
+    # y = (x − x_t) + c·x_t²;  ∂L/∂x = g − μ·g + 2c·g·x_t − μ·c·Σ(g·x_t²)/S.
+    # Written with fused multiply-adds, so forward and backward are few passes over the map.
     @staticmethod
     def forward(ctx, x, s, t):
-        trivial = x < t * x.amax(dim=-1, keepdim=True)
-        kept = torch.where(trivial, x, torch.zeros_like(x))
-        total = kept.sum(dim=-1, keepdim=True).clamp(min=_TINY)
-        ctx.save_for_backward(x, trivial, total, s)
-        return torch.where(trivial, s * kept * kept / total, x)
+        mask = (x < t * x.amax(dim=-1, keepdim=True)).to(x.dtype)
+        xt = x * mask
+        total = xt.sum(dim=-1, keepdim=True).clamp_(min=_TINY)
+        coef = s / total
+        ctx.save_for_backward(xt, mask, coef, total, s)
+        return torch.addcmul(x - xt, xt * xt, coef)
 
     @staticmethod
     def backward(ctx, g):
-        x, trivial, total, s = ctx.saved_tensors
-        gt = torch.where(trivial, g, torch.zeros_like(g))
-        sq = gt * x * x
-        cross = sq.sum(dim=-1, keepdim=True) / total          # Σ_trivial g_j·x_j² / S
-        grad_x = torch.where(trivial, s * (2 * gt * x - cross) / total, g)
+        xt, mask, coef, total, s = ctx.saved_tensors
+        gxt = g * xt
+        cross = (gxt * xt).sum(dim=-1, keepdim=True) / total     # Σ_trivial g_j·x_j² / S
+        grad_x = torch.addcmul(g - g * mask, gxt, 2 * coef).sub_(mask * (coef * cross))
         grad_s = cross.sum().reshape(s.shape) if ctx.needs_input_grad[1] else None
         return grad_x, grad_s, None
 
