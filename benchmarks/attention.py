@@ -43,9 +43,10 @@ from wrapkit.common.files import atomic_write_json, atomic_write_text  # noqa: E
 from wrapkit.models.attention import AttentionConfig, MetaBlock, MetaFormer, \
     MultiHeadAttention, ViT, attention_modules, overflow_report, quantize_attention  # noqa
 from wrapkit.models.attention.mixers import DepthwiseMixer  # noqa: E402
+from wrapkit.models.attention.twist import twist, twist_naive  # noqa: E402
 from wrapkit.models.data import Dataset, batches, load_dataset  # noqa: E402
 from wrapkit.models.qconfig import Accumulator  # noqa: E402
-from wrapkit.ref.ops import AccumulatorMode  # noqa: E402
+from wrapkit.ref.ops import AccumulatorMode, probability_row_sum_bound  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "results"
@@ -185,8 +186,23 @@ def section_steptime(doc, train, repeats=3, steps=10):
             times[name].append((time.process_time() - t0) / steps)
     doc["steptime"] = {k: {"median_s": statistics.median(v), "all_s": v}
                        for k, v in times.items()}
+    # The function alone, forward + backward on one layer's attention map (batch 128).
+    x0 = torch.softmax(3 * torch.randn(BATCH, 2, 49, 49), dim=-1)
+    w = torch.randn_like(x0)
+    fn_times = {}
+    for name, fn in (("fused twist", twist), ("elementwise twist", twist_naive)):
+        ts = []
+        for _ in range(5):
+            x = x0.clone().requires_grad_(True)
+            s = torch.tensor(0.6, requires_grad=True)
+            t0 = time.process_time()
+            for _ in range(5):
+                (fn(x, s, 0.1) * w).sum().backward()
+            ts.append((time.process_time() - t0) / 5)
+        fn_times[name] = statistics.median(ts)
+    doc["steptime_function"] = fn_times
     print(doc["steptime"], flush=True)
-    _save(doc, "steptime")
+    _save(doc, "steptime", "steptime_function")
 
 
 def _set_length(model, m):
@@ -421,7 +437,13 @@ def write_report(doc):
         md += ["**Step time** (ViT above, batch 128, one thread, process CPU time, median of "
                "3×10 steps): " +
                ", ".join(f"{k} {1e3 * v['median_s']:.0f} ms ({v['median_s'] / base:.2f}×)"
-                         for k, v in stp.items()) + ".", ""]
+                         for k, v in stp.items()) + "."]
+        fn = doc.get("steptime_function")
+        if fn:
+            md[-1] += (" The function alone (forward + backward on one layer's 128×2×49×49 "
+                       "map): " + ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in fn.items()) +
+                       ".")
+        md.append("")
     md += ["## 2. Local self-attention (seed 002 Tables 4.7, 4.9, 4.12 analogue)", "",
            "MetaFormer: 3×3 stride-2 stem to 14×14 = 196 tokens, dim 32, two depthwise-conv "
            "blocks, two attention blocks (2 heads of 16; the second swaps dimensions when "
@@ -452,8 +474,8 @@ def write_report(doc):
                "integer TWIST on them; float (marked): patch embedding, position "
                "embedding, layer norms, GELU, residual adds, classifier. Post-training "
                f"(PTQ) and after quantized fine-tuning on {QAT_IMAGES} images (QAT, 20 steps, "
-               f"learning rate {LR / 10}); first 2,000 test images; one seed.", "",
-               "| model | setting | PTQ top-1 (%) | QAT top-1 (%) | learned s after QAT |",
+               f"learning rate {LR / 10:g}); first 2,000 test images; one seed.", "",
+               "| model | setting | float / PTQ top-1 (%) | QAT top-1 (%) | learned s after QAT |",
                "|---|---|---|---|---|"]
         for r in q.values():
             md.append(f"| {r['row']} | {r['setting']} | {r['ptq_accuracy']:.2f} | "
@@ -480,7 +502,13 @@ def write_report(doc):
                 md.append(f"| {kind} | {fan[kind]} | " + " | ".join(
                     f"{100 * ov[b][kind]['share']:.1f}%" for b in ("8", "12", "16")) +
                     f" | {ov['8'][kind]['max_abs']:.0f} |")
-        md += ["", "A·V is bounded by the probability codes' row sum: |y| ≤ max|v|·Σp ≤ "
+        av_bound = (1 << 7) * probability_row_sum_bound(8, 49)
+        av_top = ov["8"]["av"]["max_abs"]
+        verdict = "within" if av_top <= av_bound else "BEYOND"
+        md += ["", f"A·V's largest |z| ({av_top:.0f}) is {verdict} its bound {av_bound} = "
+               "2^7·(255 + 24) for 8-bit value codes and 8-bit probability codes over 49 "
+               "tokens. "
+               "A·V is bounded by the probability codes' row sum: |y| ≤ max|v|·Σp ≤ "
                "2^(b_v−1)·(2^b_a − 1 + ⌊n/2⌋) (`wrapkit.ref.ops.av_accumulator_bits`: "
                "17 bits for 8-bit codes over 196 tokens and over 49), whatever the scores.",
                ""]

@@ -17,9 +17,9 @@ row and the transform in place-free vector operations, and the backward is the c
 
 It saves only the trivial weights, the mask and two numbers per row. :func:`twist_naive` is the same function written
 as a chain of elementwise autograd operations (each keeps its own intermediate tensors),
-the version :mod:`benchmarks.attention` times it against. :class:`QuantTwist` is TWIST on
-integer probability codes, the exact integers of the graph node ``twist``
-(:func:`wrapkit.ref.ops.twist`).
+the version ``benchmarks/attention.py`` times it against. :class:`QuantTwist` is the module
+(learnable ``s``), float or on integer probability codes: the exact integers of the graph
+node ``twist`` (:func:`wrapkit.ref.ops.twist`).
 """
 
 import torch
@@ -30,7 +30,7 @@ from wrapkit.ref.ops import TWIST_SHIFT, twist_constants
 from .. import intops
 from ..fake_quant import RoundSTE
 
-__all__ = ["QuantTwist", "Twist", "twist", "twist_naive"]
+__all__ = ["QuantTwist", "twist", "twist_naive"]
 
 #: Smallest trivial sum divided by (a row whose trivial weights are all 0 gives 0 / tiny).
 _TINY = 1e-12
@@ -81,39 +81,25 @@ def twist_naive(x, s, t=0.1):
     return x * (1 - mask) + transformed * mask
 
 
-class Twist(nn.Module):
-    """TWIST with a learnable scale ``s`` (one per layer) and a fixed threshold ``t``.
-
-    ``learnable=False`` keeps ``s`` fixed (the grid-search rows of seed 000 Table 4.3).
-    """
-
-    def __init__(self, t=0.1, s=0.5, *, learnable=True, fused=True):
-        super().__init__()
-        self.t = float(t)
-        self.s = nn.Parameter(torch.tensor(float(s)), requires_grad=learnable)
-        self.fused = fused
-
-    def forward(self, x):
-        return (twist if self.fused else twist_naive)(x, self.s.to(x.dtype), self.t)
-
-    def extra_repr(self):
-        return f"t={self.t}, s={self.s.item():.4g}, fused={self.fused}"
-
-
 class QuantTwist(nn.Module):
-    """TWIST on the softmax's ``out_bits``-bit probability codes, in integers.
+    """TWIST with a learnable scale ``s`` (one per layer) and a fixed threshold ``t``; in
+    integers on the softmax's ``out_bits``-bit probability codes once ``out_bits`` is set.
 
-    The input is the softmax's output in real units (codes times ``1/(2^out_bits − 1)``);
-    ``s`` rounds to ``s_num = round(s·2^TWIST_SHIFT)`` with a straight-through gradient, so
-    ``s`` keeps training on the integer path. Without ``out_bits`` (None) it is the float
-    :func:`twist`.
+    Without ``out_bits`` (None) it is the float :func:`twist` (``fused=False``:
+    :func:`twist_naive`). With ``out_bits`` the input is the softmax's output in real units
+    (codes times ``1/(2^out_bits − 1)``), and ``s`` rounds to
+    ``s_num = round(max(s, 0)·2^TWIST_SHIFT)`` with a straight-through gradient, so ``s``
+    keeps training on the integer path. ``learnable=False`` keeps ``s`` fixed (the grid-search
+    rows of seed 000 Table 4.3). The float ``s`` is not constrained; the integer form clamps
+    it at 0 (the seed's ``s > 0``).
     """
 
-    def __init__(self, t=0.1, s=0.5, *, out_bits=None, learnable=True):
+    def __init__(self, t=0.1, s=0.5, *, out_bits=None, learnable=True, fused=True):
         super().__init__()
         self.t = float(t)
         self.s = nn.Parameter(torch.tensor(float(s)), requires_grad=learnable)
         self.out_bits = out_bits
+        self.fused = fused
 
     @property
     def constants(self):
@@ -122,7 +108,7 @@ class QuantTwist(nn.Module):
 
     def forward(self, x):
         if self.out_bits is None:
-            return twist(x, self.s.to(x.dtype), self.t)
+            return (twist if self.fused else twist_naive)(x, self.s.to(x.dtype), self.t)
         top = (1 << self.out_bits) - 1
         p = torch.round(x.detach() * top) + (x - x.detach()) * top   # the codes, gradient kept
         t_num, _ = self.constants
