@@ -63,7 +63,7 @@ TWIST_ROWS = {
     "vit+twist": (AttentionConfig(twist_t=0.1), (0, 1, 2)),
     "vit+twist fixed s=0.75": (AttentionConfig(twist_t=0.1, twist_s=0.75,
                                                twist_learnable=False), (0,)),
-    "vit temperature 2": (AttentionConfig(temperature=2.0), (0,)),
+    "vit temperature 2": (AttentionConfig(temperature=2.0), (0, 1, 2)),
     "vit+diag-mask (Lee)": (AttentionConfig(diagonal_mask=True), (0,)),
     "vit+diag-mask+twist": (AttentionConfig(diagonal_mask=True, twist_t=0.1), (0,)),
 }

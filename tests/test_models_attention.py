@@ -217,6 +217,8 @@ def test_vit_and_metaformer_shapes_and_twist_parameters():
     mf = MetaFormer(attention=AttentionConfig(local_length=49, swap=True, rel_pos=True))
     assert mf(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     assert [b.mixer.swap for b in mf.blocks[2:]] == [False, True]
+    plain = MetaFormer(attention=AttentionConfig(local_length=49))
+    assert [b.mixer.swap for b in plain.blocks[2:]] == [False, False]
 
 
 @pytest.mark.parametrize("config", [AttentionConfig(twist_t=0.1),

@@ -96,7 +96,8 @@ class MultiHeadAttention(nn.Module):
         ``(H, W)``, ``L = H·W`` tokens in row-major order.
     config : AttentionConfig
     swap : bool
-        Partition along columns (this block's dimension swap).
+        This block is one that swaps (odd blocks); it does when ``config.swap`` is set and
+        the attention is local.
     """
 
     def __init__(self, dim, grid, config=AttentionConfig(), *, swap=False):
@@ -107,7 +108,7 @@ class MultiHeadAttention(nn.Module):
         self.heads, self.head_dim = dim // config.head_dim, config.head_dim
         self.tokens = grid[0] * grid[1]
         self.local_length = check_local_length(self.tokens, config.local_length)
-        self.swap = bool(swap and config.local_length is not None)
+        self.swap = bool(swap and config.swap and config.local_length is not None)
         self.q, self.k, self.v = (TokenLinear(dim, dim) for _ in range(3))
         self.qk = QuantMatmul()
         self.softmax = QuantSoftmax()
