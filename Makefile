@@ -15,7 +15,7 @@ OSU018 := /usr/share/qflow/tech/osu018/osu018_stdcells.lib
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 PYTEST_ARGS ?=
 
-.PHONY: setup system-tools demo test rtl bench results results-wrapnet bench-wrapnet bench-sweep bench-fedaqt clean help
+.PHONY: setup system-tools demo test rtl bench results results-wrapnet bench-wrapnet bench-sweep bench-fedaqt bench-attention clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -26,6 +26,8 @@ help:
 	@echo "make bench  # benchmarks (slow sweeps; writes docs/results/)"
 	@echo "make results-wrapnet  # WrapNet accuracy table on Fashion-MNIST (about an hour, resumable)"
 	@echo "make bench-sweep  # co-design sweep acc_bits x k on the VGG-7 on Ray (1-2 h, resumable)"
+	@echo "make bench-fedaqt  # FedAQT tables on Flower: FedSGD, FedAvg, client memory (resumable)"
+	@echo "make bench-attention  # TWIST / local attention / integer attention on Fashion-MNIST (resumable)"
 
 system-tools:
 	@if command -v iverilog >/dev/null && command -v yosys >/dev/null && command -v sta >/dev/null \
@@ -77,6 +79,11 @@ bench-sweep: setup
 # FedAQT on Fashion-MNIST (docs/results/fedaqt.md); resumes where it stopped.
 bench-fedaqt: setup
 	$(BIN)/python benchmarks/fedaqt.py
+
+# Attention: TWIST, local self-attention, quantized attention (docs/results/attention.md);
+# resumes where it stopped.
+bench-attention: setup
+	$(BIN)/python benchmarks/attention.py
 
 clean:
 	rm -rf sim_build .pytest_cache out

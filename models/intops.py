@@ -26,10 +26,11 @@ import torch.nn.functional as F
 from wrapkit.ref.datapath import cyclic_threshold, operand_range
 from wrapkit.ref.ops import AccumulatorMode, ExpConstants, avg_divider, conv_output_size
 from wrapkit.ref.ops.nonlinear import NORM_BITS, SOFTMAX_SHIFT
+from wrapkit.ref.ops.twist import TWIST_SHIFT
 
 __all__ = ["add", "avg_pool2d", "concat", "conv2d", "flatten", "layer_norm", "linear",
            "lookup", "matmul", "max_pool2d", "pad", "pixel_shuffle", "pixel_unshuffle", "rescale",
-           "reshape", "softmax", "transpose", "upsample_nearest"]
+           "reshape", "softmax", "transpose", "twist", "upsample_nearest"]
 
 _EXACT = {torch.float16: 1 << 11, torch.bfloat16: 1 << 8, torch.float32: 1 << 24,
           torch.float64: 1 << 53}
@@ -321,3 +322,26 @@ def lookup(x, table, *, in_bits, in_signed):
     def surrogate(x):
         return slope[(x.detach().round().to(torch.int64) - lo)] * x
     return _apply(int_fn, surrogate, x=x)
+
+
+def twist(p, t_num, s_num, *, out_bits):
+    """``wrapkit.ref.ops.twist`` on probability codes; ``s_num`` may be a float tensor that
+    trains (surrogate: ``s·p²/S`` on the trivial codes, the mask held fixed)."""
+    top = (1 << out_bits) - 1
+    one = 1 << TWIST_SHIFT
+
+    def mask(p):
+        return (p * one) < t_num * p.amax(dim=-1, keepdim=True)
+
+    def int_fn(p, s_num):
+        trivial = mask(p)
+        total = torch.where(trivial, p, torch.zeros_like(p)).sum(dim=-1, keepdim=True)
+        d = total.clamp(min=1) * one
+        shrunk = torch.div(2 * s_num * p * p + d, 2 * d, rounding_mode="floor").clamp(max=top)
+        return torch.where(trivial, shrunk, p)
+
+    def surrogate(p, s_num):
+        trivial = mask(p.detach()).to(p.dtype)
+        total = (p * trivial).sum(dim=-1, keepdim=True).clamp(min=1)
+        return p + trivial * (s_num / one * p * p / total - p)
+    return _apply(int_fn, surrogate, p=p, s_num=_as_tensor(s_num))

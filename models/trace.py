@@ -47,6 +47,7 @@ from wrapkit.ref.graph.v1 import INPUT_NAME, pixel_type
 from wrapkit.ref.ops import AccumulatorMode
 from wrapkit.ref.requant import fixed_point
 
+from .attention.twist import QuantTwist
 from .layers import QuantConv2d, QuantLinear
 from .qops import QuantMatmul, QuantSoftmax
 from .residual import QuantAdd
@@ -55,6 +56,7 @@ __all__ = ["SUPPORTED_FUNCTIONS", "SUPPORTED_MODULES", "TracedGraph", "compare_w
            "trace_model"]
 
 SUPPORTED_MODULES = ("QuantConv2d", "QuantLinear", "QuantAdd", "QuantMatmul", "QuantSoftmax",
+                     "QuantTwist",
                      "Conv2d (float stem)", "Linear (float classifier)", "BatchNorm1d/2d",
                      "ReLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d(1)", "Flatten",
                      "PixelShuffle", "PixelUnshuffle", "Upsample(nearest)", "Identity",
@@ -114,7 +116,7 @@ class TracedGraph:
 
 
 class _Tracer(torch.fx.Tracer):
-    LEAVES = (QuantConv2d, QuantLinear, QuantAdd, QuantMatmul, QuantSoftmax)
+    LEAVES = (QuantConv2d, QuantLinear, QuantAdd, QuantMatmul, QuantSoftmax, QuantTwist)
 
     def is_leaf_module(self, m, qualname):
         return isinstance(m, self.LEAVES) or super().is_leaf_module(m, qualname)
@@ -296,7 +298,8 @@ class _Builder:
                                 "networks (--method qa or wrapnet) can be exported for integer "
                                 "inference")
             aq = m.act_quant
-            x = self.codes(args[0], aq.step, aq.bits, False, n)
+            # A token projection (attention.mixers.TokenLinear) reads signed codes.
+            x = self.codes(args[0], aq.step, aq.bits, getattr(m, "signed_input", False), n)
             q, s_w = m.integer_weights()
             wq = m.weight_quant
             attrs = {"acc": _conv_acc(m), "weight_kind": wq.kind, "weight_bits": wq.bits}
@@ -349,6 +352,18 @@ class _Builder:
                               "out_bits": m.out_bits}, where=where)
             self.probes[name] = ("quant", n, m.out_step, m.out_bits, False)
             return _Codes(name, n, m.out_step, m.out_bits, False)
+        if isinstance(m, QuantTwist):
+            v = args[0]
+            if m.out_bits is None or not isinstance(v, _Codes) or v.signed \
+                    or v.step != 1.0 / ((1 << m.out_bits) - 1):
+                raise UserError(f"{n.target}: QuantTwist exports only with out_bits set, "
+                                "directly after a QuantSoftmax of the same out_bits")
+            t_num, s_num = m.constants
+            name = self.emit(n.target, "twist", [v.name],
+                             {"t_num": t_num, "s_num": s_num, "out_bits": m.out_bits},
+                             where=where)
+            self.probes[name] = ("quant", n, v.step, m.out_bits, False)
+            return _Codes(name, n, v.step, m.out_bits, False)
         if isinstance(m, nn.Conv2d):
             k, s, p = m.kernel_size, m.stride, m.padding
             if len(set(k)) != 1 or len(set(s)) != 1 or not isinstance(p, tuple) \

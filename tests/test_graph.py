@@ -115,6 +115,8 @@ CASES = {
     "flatten": [([U8(2, 3, 4)], {}, {}, ops.flatten)],
     "softmax": [([S8(4, 6)], {"q_ln2": 11, "q_b": 43, "q_c": 714, "out_bits": 8}, {},
                  lambda q: ops.softmax(q, ops.ExpConstants(11, 43, 714), out_bits=8))],
+    "twist": [([U8(4, 6)], {"t_num": 6554, "s_num": 40000, "out_bits": 8}, {},
+               lambda p: ops.twist(p, 6554, 40000, out_bits=8))],
     "layer_norm": [([S8(3, 8)], {"shift": LN_SHIFT, "out_bits": 8, "out_signed": True},
                     {"m": LN_M, "b": LN_B},
                     lambda q: ops.layer_norm(q, LN_M, LN_B, LN_SHIFT, out_bits=8,

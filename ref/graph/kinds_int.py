@@ -1,5 +1,5 @@
 """Integer node kinds besides the MACs: requantization, rescale, add, concat, pooling and
-layout, softmax, layer norm and tables.
+layout, softmax, TWIST, layer norm and tables.
 
 Each ``run`` is one call into :mod:`wrapkit.ref.ops` (or :func:`wrapkit.ref.requant.requantize`
 for the per-channel requantization), so the graph defines no arithmetic of its own.
@@ -327,12 +327,30 @@ def _lookup_infer(node, x):
     return _out_type(node, x.shape)
 
 
+def _twist_run(node, p):
+    a = node.attrs
+    return ops.twist(p, a["t_num"], a["s_num"], out_bits=a["out_bits"])
+
+
+def _twist_infer(node, p):
+    _require_int(p)
+    bits = node.attrs["out_bits"]
+    if p.signed or p.bits > bits:
+        raise ValueError(f"the input must be unsigned codes of at most out_bits = {bits} "
+                         f"bits (probabilities), got {p.describe()}")
+    return TensorType.integer(p.shape, bits, False, p.scale)
+
+
 NONLINEAR_KINDS = (
     NodeKind("softmax", "I-BERT integer softmax over the last axis to unsigned probability "
              "codes", (1, 1),
              (int_attr("q_ln2", 1, 1 << 30), int_attr("q_b", 0, 1 << 31),
               int_attr("q_c", 1, 1 << 61), int_attr("out_bits", 1, 16)),
              (), _softmax_infer, _softmax_run),
+    NodeKind("twist", "SATA's TWIST on probability codes: trivial codes below t·row max "
+             "become s·p²/Σtrivial", (1, 1),
+             (int_attr("t_num", 0, 1 << ops.TWIST_SHIFT), int_attr("s_num", 0, 1 << 24),
+              int_attr("out_bits", 1, 16)), (), _twist_infer, _twist_run),
     NodeKind("layer_norm", "I-BERT integer layer norm over the last axis, fixed-point affine",
              (1, 1), (int_attr("shift", 0, 61),) + _out_attrs(),
              (Weight("m", _I64), Weight("b", _I64)), _layer_norm_infer, _layer_norm_run),

@@ -19,6 +19,7 @@ module                        node kinds
                               zero padding, reshape, transpose, flatten
 :mod:`.nonlinear`             softmax, layer norm (I-BERT), integer square root
 :mod:`.lut`                   table functions: GELU, sigmoid
+:mod:`.twist`                 TWIST on probability codes (SATA), the A·V bound
 ============================  ====================================================
 """
 
@@ -47,13 +48,22 @@ from .shape import (
     transpose,
     upsample_nearest,
 )
+from .twist import (
+    TWIST_SHIFT,
+    av_accumulator_bits,
+    probability_row_sum_bound,
+    twist,
+    twist_constants,
+)
 
 __all__ = [
     "ACC_MODES",
     "AccumulatorMode",
     "ExpConstants",
+    "TWIST_SHIFT",
     "add",
     "add_multipliers",
+    "av_accumulator_bits",
     "avg_divider",
     "avg_pool2d",
     "concat",
@@ -78,9 +88,12 @@ __all__ = [
     "pixel_unshuffle",
     "reshape",
     "rescale",
+    "probability_row_sum_bound",
     "round_shift",
     "sigmoid_table",
     "softmax",
     "transpose",
+    "twist",
+    "twist_constants",
     "upsample_nearest",
 ]
