@@ -15,7 +15,7 @@ OSU018 := /usr/share/qflow/tech/osu018/osu018_stdcells.lib
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 PYTEST_ARGS ?=
 
-.PHONY: setup system-tools demo test rtl bench results results-wrapnet bench-wrapnet clean help
+.PHONY: setup system-tools demo test rtl bench results results-wrapnet bench-wrapnet bench-dct clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -67,6 +67,10 @@ results-wrapnet: setup
 # Seconds per training epoch, WrapNet vs float (docs/results/wrapnet_epoch_time.json).
 bench-wrapnet: setup
 	$(BIN)/python benchmarks/wrapnet_epoch_time.py
+
+# Block-DCT inputs, heatmap channel selection, few-shot (docs/results/dct.md); resumable.
+bench-dct: setup
+	nice -n 10 $(BIN)/python benchmarks/dct.py
 
 clean:
 	rm -rf sim_build .pytest_cache out
