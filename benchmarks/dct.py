@@ -404,6 +404,9 @@ def _plot(out, done, table):
         for c, a, k in pts:
             if "heat" not in k:
                 axes[1].plot([c], [a], "s", label=k.replace("cls_dct_x2_", ""))
+        if "cls_pixels_p4" in table:
+            axes[1].axhline(table["cls_pixels_p4"]["top1_mean"], color="gray", ls="--",
+                            label="pixels, 4×4 patches (16 ch)")
         axes[1].set_xlabel("kept channels")
         axes[1].set_ylabel("test top-1 (%)")
         axes[1].set_title("DCT ×2 on a 7×7 grid")
