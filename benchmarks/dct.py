@@ -421,7 +421,7 @@ def _plot(out, done, table):
 def _row(table, key, label):
     t = table.get(key)
     if t is None:
-        return f"| {label} | — | — | not run yet |"
+        return f"| {label} | — | not run yet |"
     return (f"| {label} | {t['channels']}×{t['input'][1]}×{t['input'][2]} | "
             f"{_fmt(t['top1_mean'], t['top1_std'], t['seeds'])} |")
 
