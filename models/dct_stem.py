@@ -46,26 +46,38 @@ WEIGHT_BITS = 8
 
 
 def weight_scale(bits=WEIGHT_BITS):
-    """``S``: the largest basis magnitude (1/4) maps to the largest weight ``2^(bits-1) − 1``."""
+    """``S``: the largest basis magnitude (≈ 0.2405) maps to the largest weight
+    ``2^(bits-1) − 1``."""
     return ((1 << (bits - 1)) - 1) / np.abs(dct_basis()).max()
 
 
-def integer_dct_weights(channels=None, bits=WEIGHT_BITS):
+def integer_dct_weights(channels=None, bits=WEIGHT_BITS, scale=None):
     """Integer basis weights ``rint(S·basis)``, shape ``(k, 1, 8, 8)`` int64.
 
     ``channels``: kept channel indices ``u·8 + v`` (None: all 64, in that order).
+    ``scale``: ``S`` (default :func:`weight_scale`); it must keep every weight within
+    ``bits``. The power of two 512 gives weights in [−123, 123] and a DC weight of 64, whose
+    worst case ``−128·64·64 = −2^19`` fits 20 bits: one bit less than the default's 21.
     """
-    w = np.rint(weight_scale(bits) * dct_basis()).astype(np.int64)
+    s = weight_scale(bits) if scale is None else float(scale)
+    w = np.rint(s * dct_basis()).astype(np.int64)
+    top = (1 << (bits - 1)) - 1
+    if np.abs(w).max() > top:
+        raise ValueError(f"scale {s:g} gives weights beyond ±{top} ({bits} bits); use at most "
+                         f"{weight_scale(bits):.4g}")
     if channels is not None:
         w = w[np.asarray(channels, dtype=np.int64)]
     return w.reshape(-1, 1, BLOCK, BLOCK)
 
 
 def channel_bits(weights):
-    """Signed register width each output channel needs in the worst case (int array)."""
+    """Signed register width each output channel needs in the worst case (int array):
+    the range of ``Σ w·a`` over codes ``a`` in [−128, 127]."""
     w = np.asarray(weights).reshape(len(weights), -1)
-    lo = -LEVEL_SHIFT * np.abs(w).sum(1)          # the most negative sum reachable
-    hi = LEVEL_SHIFT * np.abs(w).sum(1)
+    pos, neg = np.where(w > 0, w, 0).sum(1), -np.where(w < 0, w, 0).sum(1)
+    lo_code, hi_code = -LEVEL_SHIFT, 255 - LEVEL_SHIFT
+    lo = lo_code * pos - hi_code * neg
+    hi = hi_code * pos - lo_code * neg
     return np.array([signed_bits_for_range(int(a), int(b)) for a, b in zip(lo, hi)])
 
 
@@ -131,14 +143,14 @@ class IntegerDCTStem(nn.Module):
         exported graph's nodes must equal).
     """
 
-    def __init__(self, channels=None, accumulator=Accumulator(32), factor=1):
+    def __init__(self, channels=None, accumulator=Accumulator(32), factor=1, scale=None):
         super().__init__()
-        w = integer_dct_weights(channels)
+        w = integer_dct_weights(channels, scale=scale)
         self.channels = list(range(64)) if channels is None else [int(c) for c in channels]
         self.register_buffer("weight", torch.from_numpy(w).double())
         self.accumulator = accumulator
         self.factor = int(factor)
-        self.scale = 1.0 / weight_scale()
+        self.scale = 1.0 / (weight_scale() if scale is None else float(scale))
         self.last_pixels = self.last_codes = self.last_y = None
 
     @property
@@ -173,7 +185,7 @@ class DCTStemNet(nn.Module):
 
     Parameters
     ----------
-    channels, stem_accumulator, factor
+    channels, stem_accumulator, factor, scale
         Of the :class:`IntegerDCTStem`.
     width : int
     weight_quant : WeightQuant
@@ -182,9 +194,9 @@ class DCTStemNet(nn.Module):
     """
 
     def __init__(self, channels=None, *, stem_accumulator=Accumulator(32), factor=2, width=16,
-                 num_classes=10, weight_quant=WeightQuant("uniform", 4)):
+                 num_classes=10, weight_quant=WeightQuant("uniform", 4), scale=None):
         super().__init__()
-        self.stem = IntegerDCTStem(channels, stem_accumulator, factor)
+        self.stem = IntegerDCTStem(channels, stem_accumulator, factor, scale)
         k = self.stem.out_channels
         self.bn0 = nn.BatchNorm2d(k)
         self.conv1 = QuantConv2d(k, width, 3, padding=1, weight_quant=weight_quant)

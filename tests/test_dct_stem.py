@@ -34,6 +34,12 @@ def test_weights_are_signed_8_bit_and_the_dc_needs_21_bits():
     # The worst case is reached: a block of pixels 0 gives 66·64·(−128) = −540 672 < −2^19.
     assert 66 * 64 * -128 < -(1 << 19)
     np.testing.assert_array_equal(integer_dct_weights([0, 9]), w[[0, 9]])
+    # A power-of-two scale 512 keeps 8-bit weights and saves the DC's 21st bit.
+    w512 = integer_dct_weights(scale=512)
+    assert np.abs(w512).max() == 123 and np.all(w512[0] == 64)
+    assert channel_bits(w512).max() == 20
+    with pytest.raises(ValueError, match="at most 528.1"):
+        integer_dct_weights(scale=540)
 
 
 def test_stem_computes_the_exact_integer_convolution_and_approximates_the_dct():
@@ -46,6 +52,9 @@ def test_stem_computes_the_exact_integer_convolution_and_approximates_the_dct():
     # y / S is the orthonormal DCT up to the weights' rounding (≤ 0.5/S per product).
     dct = block_dct(torch.from_numpy(codes).double()).numpy()
     assert np.abs(out.numpy() - dct).max() <= 64 * 128 * 0.5 / weight_scale()
+    # With S = 512 a black block's DC is exactly −2^19: it fits a 20-bit register.
+    pow2 = IntegerDCTStem([0], Accumulator(20), scale=512)
+    assert pow2(torch.zeros(1, 1, 8, 8)).item() == -1024.0 and pow2.last_y.item() == -(1 << 19)
     # A 16-bit register wraps the DC coefficient of a dark block.
     dark = IntegerDCTStem([0], Accumulator(16))
     dark(torch.zeros(1, 1, 8, 8))
