@@ -25,6 +25,7 @@ help:
 	@echo "make rtl    # regenerate the committed paper MAC designs into rtl/"
 	@echo "make bench  # benchmarks (slow sweeps; writes docs/results/)"
 	@echo "make results-wrapnet  # WrapNet accuracy table on Fashion-MNIST (about an hour, resumable)"
+	@echo "make bench-dct  # block-DCT inputs, heatmap channels, few-shot, integer DCT stem (resumable)"
 
 system-tools:
 	@if command -v iverilog >/dev/null && command -v yosys >/dev/null && command -v sta >/dev/null \
@@ -68,9 +69,10 @@ results-wrapnet: setup
 bench-wrapnet: setup
 	$(BIN)/python benchmarks/wrapnet_epoch_time.py
 
-# Block-DCT inputs, heatmap channel selection, few-shot (docs/results/dct.md); resumable.
+# Block-DCT inputs, heatmap channels, few-shot, the integer DCT stem (docs/results/dct*.md); resumable.
 bench-dct: setup
 	nice -n 10 $(BIN)/python benchmarks/dct.py
+	nice -n 10 $(BIN)/python benchmarks/dct_stem.py
 
 clean:
 	rm -rf sim_build .pytest_cache out
