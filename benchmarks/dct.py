@@ -292,7 +292,6 @@ def _json_schedule(s):
 def run(args, s, log):
     rows_dir = args.out / "dct_rows"
     rows_dir.mkdir(parents=True, exist_ok=True)
-    data = load(s)
     done = {}
 
     def save(name, result):
@@ -305,6 +304,10 @@ def run(args, s, log):
         d = _load_row(rows_dir, name, s)
         if d is not None:
             done[name] = d
+    if args.report:
+        write_outputs(args.out, s, done)
+        return done
+    data = load(s)
     scores = done.get("heatmap", {}).get("scores")
     cls = {r[0]: r for r in cls_rows(s)}
     for name in task_order(s):
@@ -431,6 +434,46 @@ def _row(table, key, label):
             f"{_fmt(t['top1_mean'], t['top1_std'], t['seeds'])} |")
 
 
+def _findings(table, fewshot):
+    """The summary lines, from whatever rows are finished."""
+    def get(key):
+        t = table.get(key)
+        return None if t is None else (t["top1_mean"], t["top1_std"], t["seeds"])
+
+    def f(v):
+        return _fmt(*v)
+
+    L = ["## Findings", ""]
+    pix, all64 = get("cls_pixels_p4"), get("cls_dct_x2_all")
+    sq, h8 = get("cls_dct_x2_square4"), get("cls_dct_x2_heatk8")
+    if pix and all64:
+        L.append(f"- Same 7×7 grid: pixels {f(pix)} vs all 64 DCT channels {f(all64)}: "
+                 f"DCT {all64[0] - pix[0]:+.2f} points (the seed's all-192-channel DCT is also "
+                 "below its RGB row).")
+    if all64 and sq and h8:
+        L.append(f"- Selecting channels helps, as in the seed: 8 heatmap channels {f(h8)} > "
+                 f"the 16-channel square {f(sq)} > all 64 {f(all64)}; with 8 channels the DCT "
+                 f"input is level with pixels ({h8[0] - pix[0]:+.2f} points).")
+    x1, x4, x8 = get("cls_dct_x1_all"), get("cls_dct_x4_all"), get("cls_dct_x8_all")
+    if x1 and x4:
+        L.append(f"- Resizing before the DCT (all 64 channels; the grid, and the compute, grow "
+                 f"with the factor): ×1 {f(x1)}, ×2 {f(all64)}, ×4 {f(x4)}"
+                 + (f", ×8 {f(x8)}" if x8 else ", ×8 not run") + ". The seed's Table 3.5 "
+                 "rises at every step; here ×1 and ×2 are level and ×4 is higher.")
+    for shots in (1, 5):
+        r = fewshot.get(f"fused_beats_best_{shots}shot")
+        if r:
+            fs = {n: fewshot[f"{n}_{shots}shot"] for n in ("s", "f", "s+f")}
+            L.append(f"- Few-shot 5-way {shots}-shot: (s) {fs['s']['mean']:.2f}, (f) "
+                     f"{fs['f']['mean']:.2f}, (s+f) {fs['s+f']['mean']:.2f} (means of 3 "
+                     f"seeds); (s+f) > max(s, f) in {sum(r['per_seed'])} of "
+                     f"{len(r['per_seed'])} seeds (margins {r['margin_per_seed']}). Unlike the "
+                     "seed's Table 2.3, (f) alone is below (s) here." if fs["f"]["mean"] <
+                     fs["s"]["mean"] else f"{len(r['per_seed'])} seeds (margins "
+                     f"{r['margin_per_seed']}).")
+    return L + [""]
+
+
 def _markdown(s, table, fewshot, done, plot):
     L = ["# Learning in the frequency domain on Fashion-MNIST (seed 000, ch. 2–3)", "",
          "Produced by `make bench-dct` (`benchmarks/dct.py`, resumable). Measured on a shared "
@@ -447,6 +490,7 @@ def _markdown(s, table, fewshot, done, plot):
          "Differences from the seed: Fashion-MNIST is 28×28 gray (64 Y channels instead of 192 "
          "YCbCr), a 2-block ResNet instead of Swin-T/ResNet-50, minutes instead of 100 epochs "
          "on 4 A100s; the resize factors are relative to 28 (×1 is 28 padded to 32).", "",
+         ] + _findings(table, fewshot) + [
          "## Pixels vs DCT on the same token grid (Table 3.3 analogue)", "",
          "| input | input tensor | top-1 (%) |", "|---|---|---|",
          _row(table, "cls_pixels_p4", "pixels 28, 4×4 patches (7×7 grid)"),
@@ -549,6 +593,8 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny settings to check the script")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--only", nargs="*", help="run only rows whose name contains one of these")
+    p.add_argument("--report", action="store_true",
+                   help="only rewrite the tables and plot from the finished rows")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     s = QUICK if args.quick else SCHEDULE
