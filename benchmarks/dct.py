@@ -459,7 +459,8 @@ def _findings(table, fewshot):
         L.append(f"- Resizing before the DCT (all 64 channels; the grid, and the compute, grow "
                  f"with the factor): ×1 {f(x1)}, ×2 {f(all64)}, ×4 {f(x4)}"
                  + (f", ×8 {f(x8)}" if x8 else ", ×8 not run") + ". The seed's Table 3.5 "
-                 "rises at every step; here ×1 and ×2 are level and ×4 is higher.")
+                 "rises at every step; here ×1 and ×2 are level and the larger factors are higher "
+                 "(one seed each).")
     for shots in (1, 5):
         r = fewshot.get(f"fused_beats_best_{shots}shot")
         if r:
