@@ -48,6 +48,7 @@ from wrapkit.ref.ops import AccumulatorMode
 from wrapkit.ref.requant import fixed_point
 
 from .attention.twist import QuantTwist
+from .dct_stem import IntegerDCTStem
 from .layers import QuantConv2d, QuantLinear
 from .qops import QuantMatmul, QuantSoftmax
 from .residual import QuantAdd
@@ -57,6 +58,7 @@ __all__ = ["SUPPORTED_FUNCTIONS", "SUPPORTED_MODULES", "TracedGraph", "compare_w
 
 SUPPORTED_MODULES = ("QuantConv2d", "QuantLinear", "QuantAdd", "QuantMatmul", "QuantSoftmax",
                      "QuantTwist",
+                     "IntegerDCTStem (first module, reads the pixels)",
                      "Conv2d (float stem)", "Linear (float classifier)", "BatchNorm1d/2d",
                      "ReLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d(1)", "Flatten",
                      "PixelShuffle", "PixelUnshuffle", "Upsample(nearest)", "Identity",
@@ -106,8 +108,8 @@ class TracedGraph:
     """A traced model: the integer graph, the traced fx module and each integer node's probe.
 
     ``probes[node] = ("quant", fx_node, step, bits, signed)`` (PyTorch's codes are the
-    quantized value of that traced tensor) or ``("trace", module)`` (the module's last
-    accumulator output).
+    quantized value of that traced tensor), ``("trace", module)`` (the module's last
+    accumulator output) or ``("attr", module, name)`` (integers the module recorded).
     """
 
     graph: Graph
@@ -116,7 +118,8 @@ class TracedGraph:
 
 
 class _Tracer(torch.fx.Tracer):
-    LEAVES = (QuantConv2d, QuantLinear, QuantAdd, QuantMatmul, QuantSoftmax, QuantTwist)
+    LEAVES = (QuantConv2d, QuantLinear, QuantAdd, QuantMatmul, QuantSoftmax, QuantTwist,
+              IntegerDCTStem)
 
     def is_leaf_module(self, m, qualname):
         return isinstance(m, self.LEAVES) or super().is_leaf_module(m, qualname)
@@ -313,6 +316,8 @@ class _Builder:
             scale = (s_w.float() * aq.step).double().numpy()
             axis = 0 if isinstance(m, QuantConv2d) else len(self.types[name].shape) - 1
             return _Acc(name, n, scale, axis, m.accumulator.bits)
+        if isinstance(m, IntegerDCTStem):
+            return self.dct_stem(args[0], m, n)
         if isinstance(m, QuantAdd):
             sc = m.scales()
             if sc is None:
@@ -410,6 +415,33 @@ class _Builder:
         if isinstance(m, nn.Upsample):
             return self.upsample(args[0], m.scale_factor, m.mode, n)
         _unsupported(f"module {type(m).__name__} ({n.target})", n, SUPPORTED_MODULES)
+
+    def dct_stem(self, v, m, n):
+        """The integer DCT stem on the graph's pixels: [upsample], level shift, conv2d."""
+        spec, where = self.input_spec, _where(n)
+        if not (isinstance(v, _Float) and v.fx.op == "placeholder") \
+                or int(spec["pixel_max"]) != 255 or float(spec["mean"]) != 0.0 \
+                or float(spec["std"]) != 1.0:
+            raise UserError(f"cannot export {where}: the integer DCT stem must be the first "
+                            "module, reading pixels / 255 (input pixel_max 255, mean 0, std 1)")
+        x = INPUT_NAME
+        if m.factor > 1:
+            x = self.emit(f"{n.target}.upsample", "upsample_nearest", [x],
+                          {"scale": m.factor}, where=where)
+            self.probes[x] = ("attr", m, "last_pixels")
+        c = self.types[x].shape[0]
+        x = self.emit(f"{n.target}.level_shift", "requant", [x],
+                      {"out_bits": 8, "out_signed": True, "scale": None, "axis": 0},
+                      {"multiplier": np.ones(c, np.int64),
+                       "bias": np.full(c, -128, np.int64), "shift": np.zeros(c, np.int64)},
+                      where=where)
+        self.probes[x] = ("attr", m, "last_codes")
+        name = self.emit(n.target, "conv2d", [x],
+                         {"stride": (8, 8), "padding": (0, 0), "dilation": (1, 1), "groups": 1,
+                          "acc": _conv_acc(m), "weight_kind": "uniform", "weight_bits": 8},
+                         {"weight": m.integer_weights().astype(np.int8)}, where=where)
+        self.probes[name] = ("trace", m)
+        return _Acc(name, n, np.full(m.out_channels, m.scale), 0, m.accumulator.bits)
 
     def batchnorm(self, v, bn, n):
         if bn.training or not bn.track_running_stats:
@@ -588,12 +620,17 @@ def trace_model(model, *, input_spec):
                         "(its forward must not branch on tensor values)") from None
     builder = _Builder(gm, input_spec)
     out = builder.run()
-    graph = Graph({INPUT_NAME: builder.types[INPUT_NAME]}, builder.nodes, [out])
+    # A stem that reads the pixels (IntegerDCTStem) leaves the standardisation unused.
+    used = {i for node in builder.nodes for i in node.inputs} | {out}
+    nodes = [node for node in builder.nodes if node.kind != "standardize" or node.name in used]
+    graph = Graph({INPUT_NAME: builder.types[INPUT_NAME]}, nodes, [out])
     infer_types(graph)
     return TracedGraph(graph, gm, builder.probes)
 
 
 def _torch_codes(probe, env):
+    if probe[0] == "attr":
+        return getattr(probe[1], probe[2]).round().to(torch.int64).numpy()
     if probe[0] == "trace":
         m = probe[1]
         y = m.last.y if isinstance(m, (QuantConv2d, QuantLinear)) else m.last_y
