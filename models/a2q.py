@@ -34,7 +34,7 @@ from wrapkit.ref.requant import fixed_point
 
 from .nets import VGG7Config
 
-__all__ = ["A2Q_METHODS", "A2QVGG7", "export_a2q_graph", "integer_layers"]
+__all__ = ["A2Q_METHODS", "A2QVGG7", "export_a2q_graph", "init_from_float", "integer_layers"]
 
 #: ``wrapkit train --method`` names of the accumulator-aware methods.
 A2Q_METHODS = ("a2q", "a2q+")
@@ -113,6 +113,39 @@ class A2QVGG7(nn.Module):
         out = [(f"block{i + 2}.conv", c, bn, ins[i])
                for i, (c, bn) in enumerate(zip(self.convs, self.bns))]
         return out + [("fc7", self.fc7, self.bn7, ins[len(self.convs)])]
+
+
+def init_from_float(model, state_dict):
+    """Start ``model`` from a trained wrapkit VGG-7 (``model.pt``'s state dict, any weight
+    kind: its latent float weights are used), as the A2Q papers start from a float network.
+
+    Brevitas initialises the A2Q quantizer's scale and norm parameters from the weights it
+    tracks, so they are initialised again after the weights are loaded.
+    """
+    sd = {k: v for k, v in state_dict.items() if not k.endswith("_extra_state")}
+    names = [f"block{i}" for i in range(2, 7)]
+    mapping = {"stem.0.weight": "stem.0.weight", "fc7.weight": "fc7.weight"}
+    for i, n in enumerate(names):
+        mapping[f"{n}.conv.weight"] = f"convs.{i}.weight"
+        for part in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+            mapping[f"{n}.bn.{part}"] = f"bns.{i}.{part}"
+    for part in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+        mapping[f"stem.1.{part}"] = f"stem.1.{part}"
+        mapping[f"bn7.{part}"] = f"bn7.{part}"
+    mapping.update({"classifier.weight": "classifier.weight",
+                    "classifier.bias": "classifier.bias"})
+    missing = sorted(set(mapping) - set(sd))
+    if missing:
+        raise UserError(f"--init: not a VGG-7 model file (missing {missing[:3]})")
+    own = model.state_dict()
+    with torch.no_grad():
+        for src, dst in mapping.items():
+            if own[dst].shape != sd[src].shape:
+                raise UserError(f"--init: {src} has shape {list(sd[src].shape)}, this model "
+                                f"{list(own[dst].shape)}; use the same --widths")
+            own[dst].copy_(sd[src])
+    for _, layer, _, _ in model.mac_layers():
+        layer.weight_quant.init_tensor_quant()
 
 
 def _act_scale(act):

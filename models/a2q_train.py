@@ -4,7 +4,8 @@ exported to an integer graph at the end.
 One stage, ``a2q``: activations quantized to ``act_bits`` from the first step (Brevitas's
 ``QuantReLU``, scale learned from runtime statistics), weights by the A2Q/A2Q+ quantizer with
 ``weight_bits`` and ``accumulator_bit_width = acc_bits``; Adam with a cosine decay over the
-stage (:func:`wrapkit.models.train.train_epoch`, the loop every method uses). The run folder
+stage (:func:`wrapkit.models.train.train_epoch`, the loop every method uses), then one pass
+re-estimating BatchNorm statistics (:func:`recalibrate_batchnorm`). The run folder
 holds ``checkpoint.pt`` (after every epoch), ``metrics.json``, ``model.pt`` and ``model.wkx``
 (:func:`wrapkit.models.a2q.export_a2q_graph`, plain ``acc_bits`` wrapping accumulators).
 """
@@ -21,11 +22,11 @@ from wrapkit import __version__
 from wrapkit.common.errors import UserError
 from wrapkit.common.files import atomic_write_bytes, atomic_write_json
 
-from .a2q import A2QVGG7, export_a2q_graph
+from .a2q import A2QVGG7, export_a2q_graph, init_from_float
 from .data import batches, input_standardisation, load_dataset
 
 __all__ = ["A2Q_MODEL_FORMAT", "build_a2q_model", "evaluate_a2q", "export_a2q_run",
-           "load_a2q_model", "train_a2q"]
+           "load_a2q_model", "recalibrate_batchnorm", "train_a2q"]
 
 A2Q_MODEL_FORMAT = "wrapkit.a2q-model/1"
 _CHECKPOINT_FORMAT = "wrapkit.a2q-checkpoint/1"
@@ -49,6 +50,30 @@ def evaluate_a2q(model, ds, batch_size=500):
         correct += int((logits.argmax(1) == y).sum())
     model.train(was)
     return {"accuracy": correct / len(ds), "loss": loss / len(ds)}
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model, ds, images=4096, batch_size=256):
+    """Re-estimate every BatchNorm's running statistics on ``images`` training images with
+    the final weights (quantizers frozen in eval mode).
+
+    A2Q's norm constraint moves the weights' scale fast — most of all when it starts from a
+    float network whose weights far exceed the bound — and the exponential running averages
+    lag behind; a cumulative average over one pass with the final weights removes the lag.
+    """
+    from torch import nn
+
+    model.eval()
+    bns = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    for x, _ in batches(ds.subset(images, 0), batch_size):
+        model(x)
+    for bn in bns:
+        bn.momentum = 0.1
+    model.eval()
 
 
 def _save(path, obj):
@@ -85,14 +110,23 @@ def train_a2q(cfg, out_dir, *, resume=False, progress=True, log=print, **_):
     _, c, h, _ = train_ds.x.shape
     model = build_a2q_model(cfg, c, h)
     stage = Stage("a2q", cfg.epochs, "codes")
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     if state is None:
         metrics = {"wrapkit": __version__, "config": cfg.to_dict(), "complete": False,
                    "train_images": len(train_ds), "test_images": len(test_ds),
                    "stages": [asdict(stage)], "history": [], "stage_results": []}
+        if cfg.init:
+            from .train import MODEL, read_model_file
+
+            path = Path(cfg.init)
+            path = path / MODEL if path.is_dir() else path
+            init_from_float(model, read_model_file(path)["state_dict"])
+            metrics["init"] = str(path)
         start = 0
+        # After init_from_float: Brevitas re-creates the quantizer parameters there.
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     else:
         model.load_state_dict(state["model"])
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         opt.load_state_dict(state["optimizer"])
         metrics, start = state["metrics"], state["epoch"]
         log(f"train: resuming {out_dir} at epoch {start}")
@@ -109,6 +143,7 @@ def train_a2q(cfg, out_dir, *, resume=False, progress=True, log=print, **_):
                      "model": model.state_dict(), "optimizer": opt.state_dict(),
                      "metrics": metrics, "complete": False})
         atomic_write_json(out_dir / METRICS, metrics)
+    recalibrate_batchnorm(model, train_ds)
     result = evaluate_a2q(model, test_ds)
     metrics["stage_results"].append({"stage": stage.name, **result})
     metrics["final"] = {"test_accuracy": result["accuracy"], "test_loss": result["loss"]}
