@@ -15,7 +15,7 @@ OSU018 := /usr/share/qflow/tech/osu018/osu018_stdcells.lib
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 PYTEST_ARGS ?=
 
-.PHONY: setup system-tools demo test rtl bench results results-wrapnet bench-wrapnet clean help
+.PHONY: setup system-tools demo test rtl bench results results-wrapnet bench-wrapnet bench-peers clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -25,6 +25,7 @@ help:
 	@echo "make rtl    # regenerate the committed paper MAC designs into rtl/"
 	@echo "make bench  # benchmarks (slow sweeps; writes docs/results/)"
 	@echo "make results-wrapnet  # WrapNet accuracy table on Fashion-MNIST (about an hour, resumable)"
+	@echo "make bench-peers  # QA / A2Q / A2Q+ / WrapNet vs accumulator width (resumable)"
 
 system-tools:
 	@if command -v iverilog >/dev/null && command -v yosys >/dev/null && command -v sta >/dev/null \
@@ -67,6 +68,11 @@ results-wrapnet: setup
 # Seconds per training epoch, WrapNet vs float (docs/results/wrapnet_epoch_time.json).
 bench-wrapnet: setup
 	$(BIN)/python benchmarks/wrapnet_epoch_time.py
+
+# Accuracy vs accumulator width for QA, A2Q, A2Q+, WrapNet (docs/results/accumulator_peers.md);
+# resumes where it stopped. PEERS_ARGS="--seeds 0 1 2" adds seeds.
+bench-peers: setup
+	$(BIN)/python benchmarks/accumulator_peers.py $(PEERS_ARGS)
 
 clean:
 	rm -rf sim_build .pytest_cache out

@@ -122,7 +122,7 @@ class NodeComparison:
 
 
 def compare_with_engine(graph, pixels, *, model=None, feed_codes=True, executor="onnxruntime",
-                        batch_size=500):
+                        batch_size=500, gemm="blas"):
     """Compare every integer node of ``graph`` as the engine and an ONNX executor compute it.
 
     Parameters
@@ -138,6 +138,7 @@ def compare_with_engine(graph, pixels, *, model=None, feed_codes=True, executor=
         Cut the model at the first quantizers and feed the engine's codes (module docstring);
         False runs the whole model from pixels.
     executor : "onnxruntime" | "qonnx"
+    gemm : the engine's exact GEMM backend (:class:`~wrapkit.ref.graph.GraphEngine`)
 
     Returns
     -------
@@ -152,32 +153,42 @@ def compare_with_engine(graph, pixels, *, model=None, feed_codes=True, executor=
         model = graph_to_onnx(graph, outputs=list(graph.outputs) + compared_nodes, feeds=fed)
     else:
         model = _expose(model, compared_nodes, fed)
-    keep = tuple(int_nodes)
-    values = GraphEngine(graph).run(pixels, keep=keep, batch_size=batch_size)
-    feeds = {f: values[f] for f in fed}
-    graph_input = next(iter(graph.inputs))
-    if graph_input in {i.name for i in model.graph.input}:
-        feeds[graph_input] = pixels
-    if executor == "onnxruntime":
-        got = run_onnx(model, feeds, batch_size=batch_size)
-    elif executor == "qonnx":
-        got = run_qonnx(model, feeds)
-    else:
+    if executor not in ("onnxruntime", "qonnx"):
         raise UserError(f"executor must be onnxruntime or qonnx, got {executor!r}")
+    engine = GraphEngine(graph, gemm=gemm)
+    session = onnx_session(model) if executor == "onnxruntime" else None
+    graph_input = next(iter(graph.inputs))
+    takes_pixels = graph_input in {i.name for i in model.graph.input}
     report = NodeComparison(len(pixels), executor, fed)
-    for name in compared_nodes:
-        want, have = values[name], got[name]
-        if want.shape != have.shape:
-            raise UserError(f"node {name}: engine shape {want.shape}, ONNX {have.shape}")
-        diff = want != have
-        report.nodes[name] = (int(want.size), int(diff.sum()))
-        if diff.any():
-            idx = tuple(int(i) for i in np.argwhere(diff)[0])
-            report.first[name] = (idx, int(want[idx]), int(have[idx]))
+    report.nodes = {name: (0, 0) for name in compared_nodes}
     out = graph.outputs[0]
-    if out in got and not graph.type_of(out).is_int:
-        report.logits_max_abs_diff = float(np.abs(values[out] - got[out]).max())
-        report.predictions_differing = int(np.sum(values[out].argmax(1) != got[out].argmax(1)))
+    float_out = not graph.type_of(out).is_int
+    if float_out:
+        report.logits_max_abs_diff, report.predictions_differing = 0.0, 0
+    # Chunk by chunk: every integer node of a whole test set would not fit in memory.
+    for lo in range(0, len(pixels), batch_size):
+        chunk = pixels[lo:lo + batch_size]
+        values = engine.run(chunk, keep=tuple(int_nodes), batch_size=batch_size)
+        feeds = {f: values[f] for f in fed}
+        if takes_pixels:
+            feeds[graph_input] = chunk
+        got = (run_onnx(model, feeds, batch_size=batch_size, session=session)
+               if session is not None else run_qonnx(model, feeds))
+        for name in compared_nodes:
+            want, have = values[name], got[name]
+            if want.shape != have.shape:
+                raise UserError(f"node {name}: engine shape {want.shape}, ONNX {have.shape}")
+            diff = want != have
+            c, d = report.nodes[name]
+            report.nodes[name] = (c + int(want.size), d + int(diff.sum()))
+            if diff.any() and name not in report.first:
+                idx = tuple(int(i) for i in np.argwhere(diff)[0])
+                report.first[name] = ((lo + idx[0],) + idx[1:], int(want[idx]), int(have[idx]))
+        if float_out and out in got:
+            report.logits_max_abs_diff = max(report.logits_max_abs_diff,
+                                             float(np.abs(values[out] - got[out]).max()))
+            report.predictions_differing += int(np.sum(values[out].argmax(1)
+                                                       != got[out].argmax(1)))
     return report
 
 
