@@ -10,6 +10,7 @@ holds ``checkpoint.pt`` (after every epoch), ``metrics.json``, ``model.pt`` and 
 (:func:`wrapkit.models.a2q.export_a2q_graph`, plain ``acc_bits`` wrapping accumulators).
 """
 
+import json
 import time
 from dataclasses import asdict
 from io import BytesIO
@@ -26,7 +27,7 @@ from .a2q import A2QVGG7, export_a2q_graph, init_from_float
 from .data import batches, input_standardisation, load_dataset
 
 __all__ = ["A2Q_MODEL_FORMAT", "build_a2q_model", "evaluate_a2q", "export_a2q_run",
-           "load_a2q_model", "recalibrate_batchnorm", "train_a2q"]
+           "is_a2q_run", "load_a2q_model", "recalibrate_batchnorm", "train_a2q"]
 
 A2Q_MODEL_FORMAT = "wrapkit.a2q-model/1"
 _CHECKPOINT_FORMAT = "wrapkit.a2q-checkpoint/1"
@@ -159,6 +160,20 @@ def train_a2q(cfg, out_dir, *, resume=False, progress=True, log=print, **_):
     log(f"train: done: test accuracy {result['accuracy']:.4f} -> {out_dir / METRICS}, "
         f"{out_dir / 'model.wkx'}")
     return metrics
+
+
+def is_a2q_run(run):
+    """True when ``run`` (a run folder or model file) holds an A2Q/A2Q+ model."""
+    from .train import METRICS
+
+    path = Path(run)
+    if path.is_dir():
+        try:
+            cfg = json.loads((path / METRICS).read_text()).get("config", {})
+        except (OSError, ValueError):
+            return False
+        return cfg.get("method") in ("a2q", "a2q+")
+    return False
 
 
 def load_a2q_model(run):

@@ -3,6 +3,8 @@ trained with each, exported to an integer graph with plain P-bit wrapping accumu
 no-overflow guarantee checked analytically (worst case over every input in range) and on the
 whole test set in the integer engine, and one layer cosimulated on a P-bit plain MAC."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -66,6 +68,11 @@ def test_no_dot_product_overflows_on_the_whole_test_set(a2q_run):
     np.testing.assert_array_equal(wrapped, got["classifier"])
     engine_acc = float(np.mean(wrapped.argmax(1) == test.labels))
     assert abs(engine_acc - metrics["final"]["test_accuracy"]) <= 0.02
+    # The A2Q graph also goes to ONNX, and onnxruntime computes the same integers.
+    from wrapkit.interop.onnx_check import compare_with_engine
+
+    report = compare_with_engine(exp.graph, test.pixels)
+    assert report.compared > 0 and report.mismatches == 0, report.describe()
 
 
 def test_a_wrapnet_network_has_no_such_guarantee(tiny_export):
@@ -96,6 +103,15 @@ def test_a2q_layer_runs_on_a_plain_p_bit_mac_with_no_mismatch(a2q_run, cache_dir
     assert r.final_mismatches == 0
     bad = stream.replace(final_acc=stream.final_acc + 1)
     assert cosim_stream(mac_design_for(cfg), bad, "icarus").final_mismatches == dots
+
+
+def test_wrapkit_export_of_an_a2q_run_writes_its_graph(a2q_run, tmp_path):
+    from wrapkit.models.export import export_run
+
+    _, _, exp, _ = a2q_run
+    run_dir = Path(exp.path).parent
+    again = export_run(run_dir, tmp_path / "again.wkx")
+    assert again.version == 2 and again.sha256 == exp.sha256
 
 
 def test_a2q_needs_uniform_weights(tmp_path, capsys):
