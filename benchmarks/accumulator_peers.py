@@ -66,7 +66,7 @@ LABELS = {"qa": "QA, plain P-bit register", "a2q": "A2Q (Brevitas)",
           "a2q+": "A2Q+ (Brevitas)", "wrapnet": "WrapNet (cyclic k=2, R^o)"}
 
 
-def _config(name, s, seed, runs, **fields):
+def _config(s, seed, **fields):
     from wrapkit.models import TrainConfig
 
     return TrainConfig(model="vgg7", widths=s["widths"], train_subset=s["train_subset"],
@@ -87,9 +87,9 @@ def _train(cfg, run_dir):
 
 def _base_runs(s, seed, runs):
     fp = runs / f"fp32_s{seed}"
-    _train(_config("fp32", s, seed, runs, method="fp32", epochs=s["fp32_epochs"]), fp)
+    _train(_config(s, seed, method="fp32", epochs=s["fp32_epochs"]), fp)
     twn = runs / f"twn_s{seed}"
-    _train(_config("twn", s, seed, runs, method="qw", weights="ternary",
+    _train(_config(s, seed, method="qw", weights="ternary",
                    epochs=s["twn_epochs"], init=str(fp)), twn)
     return fp, twn
 
@@ -210,7 +210,7 @@ def _report(doc, out):
         lines += ["", "A2Q guarantee: narrowest register no input in range can overflow, per "
                   "layer (worst case over all inputs, `wrapkit.ref.accbound`), and the "
                   "largest |dot product| on the whole test set where measured:", "",
-                  "| row | P | worst-case bits per layer | max |z| on the test set |",
+                  "| row | P | worst-case bits per layer | largest abs(z) on the test set |",
                   "|---|---|---|---|"]
         for k, r in sorted(guar, key=lambda kr: (kr[1]["acc_bits"], kr[0])):
             data = r.get("on_data")
@@ -218,6 +218,34 @@ def _report(doc, out):
                 if data else "–"
             lines.append(f"| {k} | {r['acc_bits']} | {r['worst_case_bits_per_layer']} | "
                          f"{shown} |")
+    lines += ["", "## Where each method wins (computed from the rows above)", "",
+              "Single-seed cells: a difference of a point or two between methods is not "
+              "established without more seeds; collapses and large gaps are.", ""]
+    for p in ps:
+        accs = {}
+        for m in METHODS:
+            rs = [100 * r["test_accuracy"] for r in rows.values()
+                  if r["method"] == m and r["acc_bits"] == p]
+            if rs:
+                accs[m] = _stats(rs)[0]
+        if not accs:
+            continue
+        best = max(accs, key=accs.get)
+        others = ", ".join(f"{LABELS[m]} {a:.2f}" for m, a in accs.items() if m != best)
+        line = f"* P = {p}: {LABELS[best]} is most accurate ({accs[best]:.2f} %; {others})"
+        dead = [m for m, a in accs.items() if a < 15.0]
+        if dead:
+            line += (f"; {', '.join(LABELS[m] for m in dead)} collapsed to chance (every "
+                     "weight rounded to zero: worst-case bits 1 per layer)" if all(
+                         max(r["worst_case_bits_per_layer"]) <= 1 for r in rows.values()
+                         if r["method"] in dead and r["acc_bits"] == p)
+                     else f"; {', '.join(LABELS[m] for m in dead)} at chance")
+        a, c = costs.get(f"plain_{p}"), costs.get(f"cyclic_{p}")
+        if a and c:
+            line += (f". The WrapNet MAC costs {c['area_um2'] / a['area_um2']:.2f}x the plain "
+                     f"MAC's area and {c['energy_fj_per_op'] / a['energy_fj_per_op']:.2f}x its "
+                     "energy per operation at this P")
+        lines.append(line + ".")
     lines += ["", NOTES]
     atomic_write_text(out / "accumulator_peers.md", "\n".join(lines) + "\n")
     _plot(rows, ps, out)
@@ -298,7 +326,7 @@ def main():
                 row = doc["rows"].get(key)
                 if row is None:
                     t0 = time.perf_counter()
-                    cfg = _config(key, SCHEDULE, seed, args.runs,
+                    cfg = _config(SCHEDULE, seed,
                                   **_row_config(method, p, SCHEDULE, seed, fp, twn))
                     metrics = _train(cfg, args.runs / key)
                     row = {"method": method, "acc_bits": p, "seed": seed,
