@@ -19,8 +19,6 @@ from wrapkit.common.files import atomic_write_json, atomic_write_text
 
 
 def _one(path, qonnx_images, limit):
-    import onnx
-
     from wrapkit.common.datasets import load_images
     from wrapkit.interop.onnx_check import compare_with_engine
     from wrapkit.interop.onnx_export import graph_to_onnx
@@ -51,7 +49,6 @@ def _one(path, qonnx_images, limit):
                              "integers_differing": r.mismatches,
                              "seconds": round(time.perf_counter() - t0, 1)}
     print(f"{path}: qonnx: {r.describe()}", flush=True)
-    del onnx
     return row
 
 

@@ -353,7 +353,7 @@ def _dequant(b, node, y, yt):
 
 
 def _float_affine(b, node, out, ndim):
-    w, last = node.weights, None
+    w = node.weights
     steps = [r for r in ("bias", "post_scale") if r in w]
     for role in steps:
         v = b.channel(node, role, w[role], ndim, 0, np.float32)

@@ -237,8 +237,6 @@ class _Importer:
                              {"scale": view.scale.astype(np.float32),
                               "shift": view.bias.astype(np.float32)})
         if isinstance(view, _Codes):
-            c = self.bits_of(view.node)
-            del c
             return view.node
         raise UserError(f"{self.source}: graph output {name} is not a quantized value")
 

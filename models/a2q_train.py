@@ -116,7 +116,7 @@ def train_a2q(cfg, out_dir, *, resume=False, progress=True, log=print, **_):
                    "train_images": len(train_ds), "test_images": len(test_ds),
                    "stages": [asdict(stage)], "history": [], "stage_results": []}
         if cfg.init:
-            from .train import MODEL, read_model_file
+            from .train import read_model_file
 
             path = Path(cfg.init)
             path = path / MODEL if path.is_dir() else path
