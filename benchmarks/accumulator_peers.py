@@ -58,6 +58,11 @@ NOTES = """## Setting, and how it differs from the papers
 * **Accumulator semantics during training**: QA trains with the P-bit wrap (overflow
   included, k = infinity in the seed's terms); WrapNet with the cyclic activation; A2Q/A2Q+
   with exact sums (they cannot overflow: checked per layer, worst case over every input).
+* **Where the register stops mattering**: with 3-bit codes and ternary weights the worst
+  case of these layers needs 10-12 bits (QA/WrapNet rows' worst-case bits), so a QA register
+  of 12 bits or more never wraps and QA at P = 12, 16, 32 trains the same network (same
+  seed, same numbers). WrapNet's cyclic activation still folds values beyond
+  T = 2/3·2^(P-1) at P = 12 and A2Q's bound still shapes the weights, so theirs differ.
 * **MAC cost**: the MAC each method needs at P, from wrapkit's synthesis flow (OSU018
   0.18 um, Yosys/OpenSTA, SDF-timed Icarus on random operands): QA and A2Q/A2Q+ a plain
   P-bit accumulator, WrapNet the same plus the cyclic unit.
