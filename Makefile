@@ -15,7 +15,7 @@ OSU018 := /usr/share/qflow/tech/osu018/osu018_stdcells.lib
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 PYTEST_ARGS ?=
 
-.PHONY: setup system-tools demo test rtl bench results results-wrapnet bench-wrapnet bench-sweep bench-fedaqt bench-attention bench-dct clean help
+.PHONY: setup system-tools demo test rtl bench results results-wrapnet bench-wrapnet bench-sweep bench-fedaqt bench-attention bench-dct bench-peers clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -29,6 +29,7 @@ help:
 	@echo "make bench-fedaqt  # FedAQT tables on Flower: FedSGD, FedAvg, client memory (resumable)"
 	@echo "make bench-attention  # TWIST / local attention / integer attention on Fashion-MNIST (resumable)"
 	@echo "make bench-dct  # block-DCT inputs, heatmap channels, few-shot, integer DCT stem (resumable)"
+	@echo "make bench-peers  # QA / A2Q / A2Q+ / WrapNet vs accumulator width (resumable)"
 
 system-tools:
 	@if command -v iverilog >/dev/null && command -v yosys >/dev/null && command -v sta >/dev/null \
@@ -90,6 +91,10 @@ bench-attention: setup
 bench-dct: setup
 	nice -n 10 $(BIN)/python benchmarks/dct.py
 	nice -n 10 $(BIN)/python benchmarks/dct_stem.py
+# Accuracy vs accumulator width for QA, A2Q, A2Q+, WrapNet (docs/results/accumulator_peers.md);
+# resumes where it stopped. PEERS_ARGS="--seeds 0 1 2" adds seeds.
+bench-peers: setup
+	$(BIN)/python benchmarks/accumulator_peers.py $(PEERS_ARGS)
 
 clean:
 	rm -rf sim_build .pytest_cache out

@@ -21,6 +21,7 @@ from wrapkit.formal.cli import register_prove
 from wrapkit.hw.cli import register_rtl
 from wrapkit.hw.synth.cli import register_synth
 from wrapkit.hw.synth.estimate_cli import register_estimate
+from wrapkit.interop.cli import register_import, register_onnx_check
 from wrapkit.models.cli import register_train
 from wrapkit.models.export_cli import register_export, register_infer
 from wrapkit.sim.cli import register_cosim
@@ -36,6 +37,8 @@ _REGISTRATIONS = (
     register_fl,         # wrapkit fl
     register_export,     # wrapkit export
     register_infer,      # wrapkit infer
+    register_onnx_check,  # wrapkit onnx-check
+    register_import,     # wrapkit import
     register_synth,      # wrapkit synth
     register_estimate,   # wrapkit estimate
     register_prove,      # wrapkit prove

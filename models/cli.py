@@ -42,7 +42,8 @@ def register_train(subparsers):
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in RUN_DIR (same settings)")
-    p.add_argument("--method", default="wrapnet", choices=("fp32", "qw", "qa", "wrapnet"))
+    p.add_argument("--method", default="wrapnet",
+                   choices=("fp32", "qw", "qa", "wrapnet", "a2q", "a2q+"))
     p.add_argument("--model", default="vgg7", choices=("vgg7", "resnet20"))
     p.add_argument("--widths", type=_ints, default=None,
                    help="three stage widths, e.g. 32,64,128 (default: the model's)")
@@ -104,6 +105,10 @@ def _handler(args):
         raise flag_error(exc, _FLAGS) from None
     metrics = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     final = metrics["final"]
+    if cfg.method in ("a2q", "a2q+"):
+        print(f"test accuracy {final['test_accuracy']:.4f}; integer graph "
+              f"{args.out}/model.wkx")
+        return 0
     print(f"test accuracy {final['test_accuracy']:.4f}; mean overflow rate "
           f"{final['mean_overflow_rate']:.4f}; activation bits per layer "
           f"{[row['act_bits'] for row in final['layers']]}")

@@ -263,8 +263,11 @@ def export_run(run, out, *, dataset=None, data_dir=None, format="auto"):
     from wrapkit.ref.engine import Engine
     from wrapkit.ref.validate import validate
 
+    from .a2q_train import export_a2q_run, is_a2q_run
     from .data import input_standardisation, load_dataset
 
+    if is_a2q_run(run):       # Brevitas A2Q/A2Q+: always an integer graph (version 2)
+        return export_a2q_run(run, out)
     model, state, metrics, run_dir = _load_run(run)
     cfg = (metrics or {}).get("config", {})
     dataset = dataset or cfg.get("dataset")

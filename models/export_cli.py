@@ -32,10 +32,12 @@ def register_export(subparsers):
     ex.add_argument("--dataset", default=None, choices=("fashion-mnist", "digits"),
                     help="dataset whose standardisation the input uses (default: the run's)")
     ex.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the run's)")
-    ex.add_argument("--format", default="auto", choices=("auto", "1", "2"),
+    ex.add_argument("--format", default="auto", choices=("auto", "1", "2", "qonnx"),
                     help="1: layer chain (VGG-7; what the hardware flow reads), 2: integer "
                          "graph by tracing (any network of wrapkit's quantized modules); "
-                         "auto (default): 1 for VGG-7, 2 otherwise. See docs/graph.md")
+                         "auto (default): 1 for VGG-7, 2 otherwise; qonnx: an ONNX model "
+                         "of standard operators (RUN_DIR or a .wkx file; docs/qonnx.md). "
+                         "See docs/graph.md")
     ex.set_defaults(func=_run_export)
     return ex
 
@@ -73,6 +75,9 @@ def _run_export(args):
 
     from .export import export_run
 
+    if args.format == "qonnx":
+        from wrapkit.interop.cli import export_qonnx
+        return export_qonnx(args, export_run)
     run = Path(args.run)
     inputs = [run] + ([run / name for name in ("model.pt", "checkpoint.pt", "metrics.json")]
                       if run.is_dir() else [])

@@ -14,6 +14,8 @@ Methods and their stages::
     wrapnet  [pretrain]  qw, then step sizes selected for overflow rate p (calibrate.py), then
              warmup      cyclic activation (acc_bits, k) with float activations, then
              finetune    quantized activations + overflow penalty R^o
+    a2q,     a2q         Brevitas accumulator-aware weights (A2Q / A2Q+) guaranteeing no
+    a2q+                 overflow of an acc_bits register, act_bits activations (a2q_train.py)
 
 Every stage uses Adam with a cosine learning-rate decay over the stage and restarts both (the
 paper uses Adam with step decay for 200 epochs per stage; our stages are a few epochs long).
@@ -59,7 +61,7 @@ __all__ = [
     "train_epoch",
 ]
 
-METHODS = ("fp32", "qw", "qa", "wrapnet")
+METHODS = ("fp32", "qw", "qa", "wrapnet", "a2q", "a2q+")
 CHECKPOINT, METRICS, MODEL = "checkpoint.pt", "metrics.json", "model.pt"
 CHECKPOINT_FORMAT = "wrapkit.checkpoint/1"
 MODEL_FORMAT = "wrapkit.model/1"
@@ -119,6 +121,11 @@ class TrainConfig:
         elif self.weight_bits is not None:
             raise ParameterValueError("weight_bits", f"must be None for {self.weights} weights, "
                                                      f"got {self.weight_bits}")
+        if self.method in ("a2q", "a2q+") and (self.weights != "uniform" or
+                                                 self.model != "vgg7"):
+            raise ParameterValueError("weights", f"{self.method} constrains multi-bit weights "
+                                                 "of the VGG-7: use --model vgg7 --weights "
+                                                 "uniform --weight-bits B")
         check_int("act_bits", self.act_bits, *ACT_BITS_RANGE)
         check_int("max_act_bits", self.max_act_bits, *ACT_BITS_RANGE)
         check_int("acc_bits", self.acc_bits, *ACC_BITS_RANGE)
@@ -404,6 +411,9 @@ def train(cfg: TrainConfig, out_dir, **kwargs):
     """
     with exclusive_output(out_dir, what=f"run folder {out_dir}",
                           hint="wait for it to finish or choose another --out"):
+        if cfg.method in ("a2q", "a2q+"):
+            from .a2q_train import train_a2q
+            return train_a2q(cfg, out_dir, **kwargs)
         return _train(cfg, out_dir, **kwargs)
 
 

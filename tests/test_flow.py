@@ -333,6 +333,7 @@ def test_flow_modules_import_and_form_no_cycle():
     ("hw", ("wrapkit.flow", "wrapkit.models")),
     ("sim", ("wrapkit.flow", "wrapkit.models")),
     ("models", ("wrapkit.flow",)),
+    ("interop", ("wrapkit.flow", "wrapkit.models", "wrapkit.hw", "wrapkit.sim")),
 ])
 def test_data_flows_one_way_to_the_flow(package, forbidden):
     """Nothing below the flow imports it, and neither verification nor hardware needs the
