@@ -29,7 +29,7 @@ def _codes(name, src, channels):
                      "shift": np.full(channels, 3, np.int64)})
 
 
-def _tiny_graph():
+def _tiny_graph(matmul_acc=ops.AccumulatorMode("wrap", 8)):
     """digits pixels -> 3-bit codes -> conv2d -> depthwise -> linear -> matmul of the linear
     output's tokens: every MAC node on the 3-bit-activation MACs of the paper's 3x1 designs
     (binary weights, 8-bit cyclic accumulator k = 4) except the matmul (4-bit weights)."""
@@ -51,7 +51,7 @@ def _tiny_graph():
                  {"weight": _binary(3, 64)}),
         _codes("fc", "fc", 4),
         new_node("fc.t", "transpose", ["fc.q"], {"axes": [0, 2, 1]}),
-        new_node("mm", "matmul", ["fc.t", "fc.q"], {"acc": ops.AccumulatorMode("wrap", 8)}),
+        new_node("mm", "matmul", ["fc.t", "fc.q"], {"acc": matmul_acc}),
     ]
     from wrapkit.ref.graph.types import TensorType
 
@@ -120,3 +120,25 @@ def test_graph_estimate_per_node_and_kind(tmp_path, cache_dir, capsys):
     # Version-1-only flags are refused in one line.
     assert main(["estimate", str(model), "--act-bits", "8"]) == 2
     assert "--act-bits applies to layer-chain (version 1) files" in capsys.readouterr().err
+
+
+def test_a_node_already_at_the_baseline_width_is_its_own_baseline(tmp_path, cache_dir):
+    """A node whose accumulator is already 32 bits costs the same in both columns (it stays in
+    the baseline's totals instead of breaking them)."""
+    model = tmp_path / "mixed.wkx"
+    write_graph(model, _tiny_graph(ops.AccumulatorMode("wrap", 32)),
+                input={"shape": [1, 8, 8], "pixel_max": 16, "mean": 0.3, "std": 0.4,
+                       "dataset": "digits"})
+    out = tmp_path / "est.json"
+    assert main(["estimate", str(model), "--images", "1", "--ops", "120", "--array-macs", "4",
+                 "--json", str(out)]) == 0
+    est = json.loads(out.read_text())
+    assert [(d["datapath"]["design"], d["baseline"]["design"]) for d in est["designs"]] == [
+        ("mac_a3u_wb_acc8_k4", "mac_a3u_wb_acc32"), ("mac_a3u_wu4_acc32", "mac_a3u_wu4_acc32")]
+    mm = next(r for r in est["layers"] if r["layer"] == "mm")
+    assert mm["baseline_mac"] == mm["mac"] == "mac_a3u_wu4_acc32"
+    assert mm["baseline_energy_nj"] == mm["datapath_energy_nj"] > 0
+    rows = [r for r in est["layers"] if not r["float_only"]]
+    assert est["baseline"]["energy_per_inference_nj"] == pytest.approx(
+        sum(r["baseline_energy_nj"] for r in rows))
+    assert est["gains"]["energy"] > 1

@@ -180,13 +180,18 @@ def estimate_graph(exp, images, *, n_ops=1000, segments=DEFAULT_SEGMENTS, seed=0
                                   array_macs=array_macs, liberty=liberty,
                                   cell_models=cell_models, goal=goal, n_ops=n_ops, seed=seed,
                                   timed=timed, use_cache=use_cache, progress=progress)
+            # A node whose MAC already has the baseline accumulator is its own baseline:
+            # it costs the same in both columns instead of dropping out of the totals.
+            same = baseline_acc_bits and base is None
             designs.append({"config": cfg.to_dict(), "nodes": [r["node"] for r in mine],
-                            "datapath": est["datapath"], "baseline": est["baseline"]})
+                            "datapath": est["datapath"],
+                            "baseline": est["datapath"] if same else est["baseline"]})
             for row, done in zip(mine, est["layers"]):
                 for role in ("datapath", "baseline"):
+                    source = "datapath" if same else role
                     for key in ("energy_fj_per_mac", "energy_nj", "energy_groups_fj_per_mac"):
-                        row[f"{role}_{key}"] = done.get(f"{role}_{key}")
-                row["baseline_mac"] = base.name if base else None
+                        row[f"{role}_{key}"] = done.get(f"{source}_{key}")
+                row["baseline_mac"] = cfg.name if same else (base.name if base else None)
     finally:
         if tmp is not None:
             tmp.cleanup()
