@@ -91,6 +91,8 @@ bench-attention: setup
 bench-dct: setup
 	nice -n 10 $(BIN)/python benchmarks/dct.py
 	nice -n 10 $(BIN)/python benchmarks/dct_stem.py
+	nice -n 10 $(BIN)/python benchmarks/dct_stem_datapath.py
+
 # Accuracy vs accumulator width for QA, A2Q, A2Q+, WrapNet (docs/results/accumulator_peers.md);
 # resumes where it stopped. PEERS_ARGS="--seeds 0 1 2" adds seeds.
 bench-peers: setup
