@@ -15,7 +15,7 @@ OSU018 := /usr/share/qflow/tech/osu018/osu018_stdcells.lib
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 PYTEST_ARGS ?=
 
-.PHONY: setup system-tools demo test rtl bench results results-wrapnet bench-wrapnet bench-sweep bench-fedaqt bench-attention clean help
+.PHONY: setup system-tools demo test rtl bench results results-wrapnet bench-wrapnet bench-sweep bench-fedaqt bench-attention bench-attention-datapath clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -28,6 +28,7 @@ help:
 	@echo "make bench-sweep  # co-design sweep acc_bits x k on the VGG-7 on Ray (1-2 h, resumable)"
 	@echo "make bench-fedaqt  # FedAQT tables on Flower: FedSGD, FedAvg, client memory (resumable)"
 	@echo "make bench-attention  # TWIST / local attention / integer attention on Fashion-MNIST (resumable)"
+	@echo "make bench-attention-datapath  # wrapkit estimate of exported attention networks (resumable)"
 
 system-tools:
 	@if command -v iverilog >/dev/null && command -v yosys >/dev/null && command -v sta >/dev/null \
@@ -84,6 +85,11 @@ bench-fedaqt: setup
 # resumes where it stopped.
 bench-attention: setup
 	$(BIN)/python benchmarks/attention.py
+
+# Attention on the datapath: energy per block and node kind, MACs global vs local
+# (docs/results/attention_datapath.md); resumes where it stopped.
+bench-attention-datapath: setup
+	$(BIN)/python benchmarks/attention_datapath.py
 
 clean:
 	rm -rf sim_build .pytest_cache out
