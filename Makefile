@@ -15,7 +15,7 @@ OSU018 := /usr/share/qflow/tech/osu018/osu018_stdcells.lib
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 PYTEST_ARGS ?=
 
-.PHONY: setup system-tools demo test rtl bench results results-wrapnet bench-wrapnet bench-sweep bench-fedaqt bench-attention bench-dct bench-peers clean help
+.PHONY: setup system-tools demo test rtl bench results results-wrapnet bench-wrapnet bench-sweep bench-fedaqt bench-attention bench-dct bench-peers bench-attention-datapath clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -30,6 +30,7 @@ help:
 	@echo "make bench-attention  # TWIST / local attention / integer attention on Fashion-MNIST (resumable)"
 	@echo "make bench-dct  # block-DCT inputs, heatmap channels, few-shot, integer DCT stem (resumable)"
 	@echo "make bench-peers  # QA / A2Q / A2Q+ / WrapNet vs accumulator width (resumable)"
+	@echo "make bench-attention-datapath  # wrapkit estimate of exported attention networks (resumable)"
 
 system-tools:
 	@if command -v iverilog >/dev/null && command -v yosys >/dev/null && command -v sta >/dev/null \
@@ -97,6 +98,11 @@ bench-dct: setup
 # resumes where it stopped. PEERS_ARGS="--seeds 0 1 2" adds seeds.
 bench-peers: setup
 	$(BIN)/python benchmarks/accumulator_peers.py $(PEERS_ARGS)
+
+# Attention on the datapath: energy per block and node kind, MACs global vs local
+# (docs/results/attention_datapath.md); resumes where it stopped.
+bench-attention-datapath: setup
+	$(BIN)/python benchmarks/attention_datapath.py
 
 clean:
 	rm -rf sim_build .pytest_cache out

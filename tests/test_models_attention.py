@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from wrapkit.common.datasets import load_images
+from attention_digits import trained_attention
 from wrapkit.models import intops as T
-from wrapkit.models.attention import AttentionConfig, AttentionNet, MetaFormer, \
+from wrapkit.models.attention import AttentionConfig, MetaFormer, \
     MultiHeadAttention, ViT, merge_partitions, overflow_report, partition_tokens, \
     quantize_attention, relative_position_index, twist, twist_naive
 from wrapkit.models.attention.twist import QuantTwist
 from wrapkit.models.qconfig import Accumulator
-from wrapkit.models.trace import compare_with_pytorch, trace_model
+from wrapkit.models.trace import compare_with_pytorch
 from wrapkit.ref import ops as R
 from wrapkit.ref.ops import AccumulatorMode
 
@@ -225,25 +225,8 @@ def test_vit_and_metaformer_shapes_and_twist_parameters():
                                     AttentionConfig(twist_t=0.1, local_length=8, swap=True)],
                          ids=["global", "local-swap"])
 def test_trained_quantized_attention_with_twist_runs_on_the_engine_equal_to_pytorch(config):
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    data = load_images("digits", "train")
-    pixels = data.pixels[:256]
-    spec = {"shape": [1, 8, 8], "pixel_max": 16, "mean": 0.3, "std": 0.4}
-    x = (torch.from_numpy(pixels).float() / np.float32(16) - np.float32(0.3)) / np.float32(0.4)
-    y = torch.from_numpy(data.labels[:256])
-    model = AttentionNet(image_size=8, patch=2, dim=32, attention=config)
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    for step in range(30):                                # brief float training
-        i = torch.arange(step * 32, step * 32 + 32) % 256
-        loss = torch.nn.functional.cross_entropy(model(x[i]), y[i])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    quantize_attention(model, x[:128], weight_bits=8, act_bits=8, prob_bits=8,
-                       accumulator=Accumulator(16), matmul_acc=AccumulatorMode("wrap", 20))
-    traced = trace_model(model, input_spec=spec)
+    run = trained_attention(config)
+    traced, pixels, x = run.traced, run.pixels, run.x
     kinds = [n.kind for n in traced.graph.nodes]
     assert {"linear", "matmul", "softmax", "twist"} <= set(kinds)
     proj_in = traced.graph.type_of(traced.graph.node("attn.proj").inputs[0])
