@@ -564,7 +564,7 @@ def _markdown(s, table, fewshot, done, plot):
          "the kept DCT channels of an 8×8 block after resizing ×2 — through a linear "
          "embedding (the ViT's patch embedding with a 1×1 patch; for pixels this is exactly "
          "a linear 4×4 patch embedding). Same data, optimiser and epochs as the ResNet rows "
-         "(each run 1–3 CPU-minutes).", "",
+         "(about 65 CPU-seconds per ViT run, one thread).", "",
          "Differences from the seed: Fashion-MNIST is 28×28 gray (64 Y channels instead of 192 "
          "YCbCr), a 2-block ResNet and a 4-block 32-wide ViT instead of Swin-T/ResNet-50, minutes instead of 100 epochs "
          "on 4 A100s; the resize factors are relative to 28 (×1 is 28 padded to 32).", "",
