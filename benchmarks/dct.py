@@ -307,7 +307,7 @@ def vit_rows():
     for seed in SEEDS:
         rows.append((f"vit_pixels_p4_s{seed}", ("pixels", 4), seed))
         rows.append((f"vit_dct_x2_all_s{seed}", ("dct", 2, "all"), seed))
-    rows.append(("vit_dct_x2_square4_s0", ("dct", 2, "square4"), 0))
+    rows += [(f"vit_dct_x2_square4_s{seed}", ("dct", 2, "square4"), seed) for seed in SEEDS]
     return rows
 
 
@@ -521,7 +521,8 @@ def _findings(table, fewshot):
     vp, va, vs = get("vit_pixels_p4"), get("vit_dct_x2_all"), get("vit_dct_x2_square4")
     if vp and va:
         L.append(f"- The small ViT on the same grid: pixels {f(vp)} vs all 64 DCT channels "
-                 f"{f(va)} (DCT {va[0] - vp[0]:+.2f} points)"
+                 f"{f(va)} (DCT {va[0] - vp[0]:+.2f} points"
+                 + (f"; the ResNet's {all64[0] - pix[0]:+.2f}" if pix and all64 else "") + ")"
                  + (f", the 16-channel square {f(vs)}" if vs else "") + ".")
     x1, x4, x8 = get("cls_dct_x1_all"), get("cls_dct_x4_all"), get("cls_dct_x8_all")
     if x1 and x4:
