@@ -11,6 +11,11 @@ the current settings is not run again, so the command can be stopped and restart
   pixels in 4×4 patches vs DCT after resizing ×2, both on the same 7×7 token grid; DCT
   resized ×1 (28 padded to 32: 4×4 grid), ×2, ×4, ×8; all 64 channels vs the 4×4 square vs
   channels selected by channel-wise Grad-CAM scores above a threshold (Table 3.4).
+* ``vit_*`` — the same comparison with the small ViT
+  (:class:`wrapkit.models.attention.vit.ViT`) on the same 7×7 token grid: each token is the
+  front end's channel vector (16 standardised pixels of a 4×4 patch, or the kept DCT channels
+  of an 8×8 block after resizing ×2) through the ViT's linear embedding (a 1×1 patch, so the
+  pixel row is exactly a linear 4×4 patch embedding). Settings in VIT.
 * ``heatmap`` — the channel scores of the ×2 all-channel network (seed 0) and their picture.
 * ``fewshot_*`` — baseline++ few-shot (Tables 2.3/2.6): backbones pre-trained with a cosine
   head on 5 base classes, 600 5-way episodes on the 5 novel classes' test images, a new
@@ -33,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from wrapkit.common.datasets import load_images
+from wrapkit.models.attention.vit import ViT
 from wrapkit.common.files import atomic_write_json, atomic_write_text
 from wrapkit.models.dct import DCTFrontEnd, heatmap_channels, square_channels
 from wrapkit.models.dct_heatmap import channel_scores
@@ -59,6 +65,10 @@ SCHEDULE = {
     "fewshot_steps": 100,      # classifier fine-tuning steps per episode (Adam)
     "fewshot_lr": 0.05,
 }
+#: The ViT rows: the attention issue's ViT (pre-LN, head dim 16, MLP ratio 2) with SCHEDULE's
+#: data, optimiser and epochs; kept apart from SCHEDULE so the ResNet rows stay valid.
+VIT = {"dim": 32, "depth": 4, "mlp_ratio": 2, "head_dim": 16}
+
 QUICK = {**SCHEDULE, "train_subset": 600, "test_subset": 300, "epochs": 1, "heatmap_images": 64,
          "heat_k": (8,), "fewshot_base_subset": 600, "fewshot_episodes": 20,
          "fewshot_steps": 20}
@@ -171,6 +181,30 @@ def run_cls(spec, seed, data, s, scores, log):
                    "cpu_s": round(time.process_time() - t0, 1)}
 
 
+@torch.no_grad()
+def _tokens(front, x, batch=1000):
+    return torch.cat([front(x[i:i + batch]) for i in range(0, len(x), batch)])
+
+
+def run_vit(spec, seed, data, s, log):
+    """The small ViT on the front end's token grid (the front end is fixed, so its output
+    is computed once and the ViT trains on it)."""
+    (xtr, ytr), (xte, yte) = data[0], data[1]
+    torch.manual_seed(seed)
+    front = front_end(spec, xtr)
+    t0 = time.process_time()
+    ztr, zte = _tokens(front, xtr), _tokens(front, xte)
+    side = ztr.shape[-1]
+    model = ViT(image_size=side, patch=1, in_channels=front.out_channels, dim=VIT["dim"],
+                depth=VIT["depth"], mlp_ratio=VIT["mlp_ratio"])
+    train(model, ztr, ytr, s, seed, log)
+    return {"top1": accuracy(model, zte, yte), "input": list(ztr.shape[1:]),
+            "channels": front.out_channels,
+            "kept": [int(c) for c in front.index] if hasattr(front, "index") else None,
+            "params": sum(p.numel() for p in model.parameters()),
+            "cpu_s": round(time.process_time() - t0, 1)}
+
+
 # -- few-shot -------------------------------------------------------------------------------
 
 @torch.no_grad()
@@ -268,19 +302,34 @@ def cls_rows(s):
     return rows
 
 
+def vit_rows():
+    rows = []
+    for seed in SEEDS:
+        rows.append((f"vit_pixels_p4_s{seed}", ("pixels", 4), seed))
+        rows.append((f"vit_dct_x2_all_s{seed}", ("dct", 2, "all"), seed))
+    rows += [(f"vit_dct_x2_square4_s{seed}", ("dct", 2, "square4"), seed) for seed in SEEDS]
+    return rows
+
+
 def task_order(s):
     """Rows by priority: what the conclusions rest on first, the costly ×8 grid last."""
     first = [f"cls_{k}_s{seed}" for seed in SEEDS for k in ("dct_x2_all", "pixels_p4")]
     few = [f"fewshot_s{seed}" for seed in SEEDS]
     rest = [r[0] for r in cls_rows(s) if r[0] not in first]
-    return first + few + sorted(rest, key=lambda n: ("_x8_" in n, "_x1_" in n or "_x4_" in n))
+    return (first + few + sorted(rest, key=lambda n: ("_x8_" in n, "_x1_" in n or "_x4_" in n))
+            + [r[0] for r in vit_rows()])
+
+
+def row_schedule(name, s):
+    """The settings a row depends on (a ViT row also on VIT)."""
+    return {**s, "vit": VIT} if name.startswith("vit_") else s
 
 
 def _load_row(rows_dir, name, s):
     p = rows_dir / f"{name}.json"
     if p.exists():
         d = json.loads(p.read_text())
-        if d.get("schedule") == _json_schedule(s):
+        if d.get("schedule") == _json_schedule(row_schedule(name, s)):
             return d
     return None
 
@@ -295,12 +344,13 @@ def run(args, s, log):
     done = {}
 
     def save(name, result):
-        result = {**result, "row": name, "schedule": _json_schedule(s)}
+        result = {**result, "row": name, "schedule": _json_schedule(row_schedule(name, s))}
         atomic_write_json(rows_dir / f"{name}.json", result)
         done[name] = result
         write_outputs(args.out, s, done)
 
-    for name in [r[0] for r in cls_rows(s)] + ["heatmap"] + [f"fewshot_s{i}" for i in SEEDS]:
+    names = [r[0] for r in cls_rows(s) + vit_rows()] + ["heatmap"]
+    for name in names + [f"fewshot_s{i}" for i in SEEDS]:
         d = _load_row(rows_dir, name, s)
         if d is not None:
             done[name] = d
@@ -310,6 +360,7 @@ def run(args, s, log):
     data = load(s)
     scores = done.get("heatmap", {}).get("scores")
     cls = {r[0]: r for r in cls_rows(s)}
+    vit = {r[0]: r for r in vit_rows()}
     for name in task_order(s):
         if args.only and not any(o in name for o in args.only):
             continue
@@ -319,6 +370,15 @@ def run(args, s, log):
             log(name)
             res = run_fewshot(int(name[len("fewshot_s"):]), data[2], data[3], s, log)
             log(f"{name}: {json.dumps({k: v for k, v in res.items() if k != 'cpu_s'})}")
+            save(name, res)
+            continue
+        if name in vit:
+            if name in done:
+                continue
+            log(name)
+            _, spec, seed = vit[name]
+            res = run_vit(spec, seed, data, s, log)
+            log(f"{name}: top-1 {res['top1']:.2f} % ({res['cpu_s']} CPU s)")
             save(name, res)
             continue
         _, spec, seed = cls[name]
@@ -357,7 +417,7 @@ def summarise(done):
     table = {}
     groups = {}
     for name, d in done.items():
-        if name.startswith("cls_"):
+        if name.startswith(("cls_", "vit_")):
             groups.setdefault(name.rsplit("_s", 1)[0], []).append(d)
     for g, ds in groups.items():
         m, sd, n = _ms([d["top1"] for d in ds])
@@ -381,7 +441,7 @@ def summarise(done):
 
 def write_outputs(out, s, done):
     table, fewshot = summarise(done)
-    result = {"schedule": s, "rows": done, "table": table, "fewshot": fewshot,
+    result = {"schedule": s, "vit": VIT, "rows": done, "table": table, "fewshot": fewshot,
               "seed_tables": {"3.3": SEED_TABLE_33, "3.4": SEED_TABLE_34, "3.5": SEED_TABLE_35,
                               "2.3": SEED_TABLE_23},
               "machine": platform.platform(), "threads": torch.get_num_threads()}
@@ -426,12 +486,16 @@ def _plot(out, done, table):
     return path.name
 
 
-def _row(table, key, label):
+def _cell(table, key):
     t = table.get(key)
-    if t is None:
-        return f"| {label} | — | not run yet |"
-    return (f"| {label} | {t['channels']}×{t['input'][1]}×{t['input'][2]} | "
-            f"{_fmt(t['top1_mean'], t['top1_std'], t['seeds'])} |")
+    return "not run yet" if t is None else _fmt(t["top1_mean"], t["top1_std"], t["seeds"])
+
+
+def _row2(table, key, label):
+    """One input, the ResNet and the ViT side by side."""
+    t = table.get("cls_" + key) or table.get("vit_" + key)
+    shape = "—" if t is None else f"{t['channels']}×{t['input'][1]}×{t['input'][2]}"
+    return f"| {label} | {shape} | {_cell(table, 'cls_' + key)} | {_cell(table, 'vit_' + key)} |"
 
 
 def _findings(table, fewshot):
@@ -454,6 +518,12 @@ def _findings(table, fewshot):
         L.append(f"- Selecting channels helps, as in the seed: 8 heatmap channels {f(h8)} > "
                  f"the 16-channel square {f(sq)} > all 64 {f(all64)}; with 8 channels the DCT "
                  f"input is level with pixels ({h8[0] - pix[0]:+.2f} points).")
+    vp, va, vs = get("vit_pixels_p4"), get("vit_dct_x2_all"), get("vit_dct_x2_square4")
+    if vp and va:
+        L.append(f"- The small ViT on the same grid: pixels {f(vp)} vs all 64 DCT channels "
+                 f"{f(va)} (DCT {va[0] - vp[0]:+.2f} points"
+                 + (f"; the ResNet's {all64[0] - pix[0]:+.2f}" if pix and all64 else "") + ")"
+                 + (f", the 16-channel square {f(vs)}" if vs else "") + ".")
     x1, x4, x8 = get("cls_dct_x1_all"), get("cls_dct_x4_all"), get("cls_dct_x8_all")
     if x1 and x4:
         L.append(f"- Resizing before the DCT (all 64 channels; the grid, and the compute, grow "
@@ -488,22 +558,32 @@ def _markdown(s, table, fewshot, done, plot):
          f"{s['batch_size']}, {s['train_subset']} training images, top-1 on "
          f"{s['test_subset']} test images (fixed subsets), no augmentation. "
          "DCT channels are standardised per channel (statistics of 1000 training images).", "",
+         f"ViT rows (Table 3.3 only): the attention issue's `ViT` (dim {VIT['dim']}, depth "
+         f"{VIT['depth']}, head dim {VIT['head_dim']}, MLP ratio {VIT['mlp_ratio']}, pre-LN, "
+         "learned position embedding, mean over tokens) on the same 7×7 token grid: each "
+         "token is the front end's channel vector — 16 standardised pixels of a 4×4 patch, or "
+         "the kept DCT channels of an 8×8 block after resizing ×2 — through a linear "
+         "embedding (the ViT's patch embedding with a 1×1 patch; for pixels this is exactly "
+         "a linear 4×4 patch embedding). Same data, optimiser and epochs as the ResNet rows "
+         "(about 65 CPU-seconds per ViT run, one thread).", "",
          "Differences from the seed: Fashion-MNIST is 28×28 gray (64 Y channels instead of 192 "
-         "YCbCr), a 2-block ResNet instead of Swin-T/ResNet-50, minutes instead of 100 epochs "
+         "YCbCr), a 2-block ResNet and a 4-block 32-wide ViT instead of Swin-T/ResNet-50, minutes instead of 100 epochs "
          "on 4 A100s; the resize factors are relative to 28 (×1 is 28 padded to 32).", "",
          ] + _findings(table, fewshot) + [
          "## Pixels vs DCT on the same token grid (Table 3.3 analogue)", "",
-         "| input | input tensor | top-1 (%) |", "|---|---|---|",
-         _row(table, "cls_pixels_p4", "pixels 28, 4×4 patches (7×7 grid)"),
-         _row(table, "cls_dct_x2_all", "DCT, resize ×2 (56), all 64 channels (7×7 grid)"),
-         _row(table, "cls_dct_x2_square4", "DCT ×2, 4×4 square (16 ch)"),
+         "| input | input tensor | ResNet top-1 (%) | ViT top-1 (%) |", "|---|---|---|---|",
+         _row2(table, "pixels_p4", "pixels 28, 4×4 patches (7×7 grid)"),
+         _row2(table, "dct_x2_all", "DCT, resize ×2 (56), all 64 channels (7×7 grid)"),
+         _row2(table, "dct_x2_square4", "DCT ×2, 4×4 square (16 ch)"),
          "", "Seed (Swin-T, Tiny ImageNet): " + ", ".join(
              f"{k}: {v}" for k, v in SEED_TABLE_33.items()) + ".", ""]
     pix, dct = table.get("cls_pixels_p4"), table.get("cls_dct_x2_all")
-    if pix and dct:
-        diff = dct["top1_mean"] - pix["top1_mean"]
-        L += [f"DCT − pixels: {diff:+.2f} points (means over {dct['seeds']} and "
-              f"{pix['seeds']} seeds).", ""]
+    for model, prefix in (("ResNet", "cls_"), ("ViT", "vit_")):
+        pix, dct = table.get(prefix + "pixels_p4"), table.get(prefix + "dct_x2_all")
+        if pix and dct:
+            diff = dct["top1_mean"] - pix["top1_mean"]
+            L += [f"{model}: DCT − pixels: {diff:+.2f} points (means over {dct['seeds']} and "
+                  f"{pix['seeds']} seeds).", ""]
     L += ["## Resizing before the DCT (Table 3.5 analogue)", "",
           "| resize | image | input tensor | top-1 (%) | seed (Tiny ImageNet, 18 ch) |",
           "|---|---|---|---|---|"]
@@ -580,9 +660,8 @@ def _markdown(s, table, fewshot, done, plot):
                      f"(margins {r['margin_per_seed']} points).")
     L += ["", "Seed: Table 2.3, baseline++ ResNet34 on miniImageNet without augmentation.", "",
           "## Not done", "",
-          "The seed's Swin/ViT rows (Tables 3.2–3.5 use Swin-T): wrapkit has no small ViT "
-          "(the attention issue's ViT does not exist yet; `TinyAttention` is one attention "
-          "block, not a classifier), so only the ResNet rows are measured.", ""]
+          "The ViT is measured on the Table 3.3 rows only; the resize sweep (Table 3.5) and "
+          "the heatmap selection (Table 3.4) are ResNet rows.", ""]
     cpu = sum(d.get("cpu_s", 0) if isinstance(d.get("cpu_s", 0), (int, float))
               else sum(d["cpu_s"].values()) for d in done.values())
     L += [f"CPU time of the finished rows: {cpu / 60:.1f} min (one thread).", ""]
