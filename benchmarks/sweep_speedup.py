@@ -49,8 +49,9 @@ def main():
               "wall_s_1_worker": round(one, 1), "wall_s_2_workers": round(two, 1),
               "speedup": round(one / two, 2), "same_figures": not differ,
               "differences": differ[:10], "load_average_after": [round(x, 2) for x in load],
-              "note": "measured on a 2-core machine shared with other work; each run with "
-                      "an empty synthesis cache; wall time of `wrapkit sweep`, Ray start-up "
+              "note": f"measured on a {os.cpu_count()}-core machine (compare the load "
+                      "average: other work slows the 2-worker run most); each run with an "
+                      "empty synthesis cache; wall time of `wrapkit sweep`, Ray start-up "
                       "included"}
     (OUT / "speedup.json").write_text(json.dumps(result, indent=2) + "\n")
     (OUT / "speedup.md").write_text(
